@@ -1,0 +1,37 @@
+# Tripline: `make run` starts the product with demo data; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEV_ENV := DEBUG=$${DEBUG:-true}
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
+.PHONY: venv system-deps run test test-fast bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Headless Chromium and its driver for the page tests (Debian packages).
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+run: venv
+	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEV_ENV) $(BIN)/python manage.py load_demo
+	$(DEV_ENV) exec $(BIN)/python manage.py serve
+
+test: venv system-deps
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/pytest -m bench -s -q -p no:warnings tests/bench 2>&1 | grep -E "^BENCH|passed|failed|Error"
+
+clean:
+	rm -rf $(VENV) *.egg-info

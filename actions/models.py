@@ -1,0 +1,109 @@
+import base64
+import secrets
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from teams.fields import GuardedEncryptedTextField
+from teams.models import Secret, Team
+from teams.validators import validate_slug_name
+
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+def new_signing_key():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class IntegrationKind(models.TextChoices):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+
+
+class Integration(models.Model):
+    """A team's Slack channel or webhook endpoint; secrets are referenced, never copied."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="integrations")
+    kind = models.CharField(max_length=8, choices=IntegrationKind.choices)
+    name = models.CharField(max_length=64, validators=[validate_slug_name])
+    # webhook
+    url = models.URLField(max_length=2000, blank=True)
+    access_token_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                            help_text="Sent as Authorization: Bearer <value>; ${ACCESS_TOKEN} in payloads.")
+    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                               help_text="Signs the body: X-Wandb-Signature = base64(HMAC-SHA256(secret, body)).")
+    signing_key = GuardedEncryptedTextField(null=True, blank=True, editable=False)
+    previous_signing_key = GuardedEncryptedTextField(null=True, blank=True, editable=False)
+    previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # slack
+    channel = models.CharField(max_length=128, blank=True, help_text="Channel id (C0123…) or name (#deploys).")
+    token_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                     help_text="The Slack bot token (xoxb-…).")
+    slack_next_slot = models.DateTimeField(null=True, blank=True, editable=False)
+    # state
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    last_error = models.TextField(blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_integration_name")]
+        ordering = ["team", "name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+    def clean(self):
+        errors = {}
+        if self.kind == IntegrationKind.WEBHOOK:
+            if not self.url:
+                errors["url"] = "A webhook needs a URL."
+        elif self.kind == IntegrationKind.SLACK:
+            if not self.channel:
+                errors["channel"] = "A Slack integration needs a channel."
+            if not self.token_secret_id:
+                errors["token_secret"] = "A Slack integration needs the bot token secret."
+        for field in ("access_token_secret", "secret", "token_secret"):
+            secret = getattr(self, field)
+            if secret is not None and self.team_id and secret.team_id != self.team_id:
+                errors[field] = "Use a secret of the same team."
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        if self.kind == IntegrationKind.WEBHOOK and not self.signing_key:
+            self.signing_key = new_signing_key()
+        super().save(*args, **kwargs)
+
+    def rotate_signing_key(self):
+        """A new key; the old one keeps signing too for 24 hours so receivers can switch over."""
+        self.previous_signing_key = self.signing_key
+        self.previous_key_expires_at = timezone.now() + ROTATION_OVERLAP
+        self.signing_key = new_signing_key()
+        self.save(update_fields=["signing_key", "previous_signing_key", "previous_key_expires_at"])
+        return self.signing_key
+
+    def active_signing_keys(self):
+        keys = [self.signing_key]
+        if self.previous_signing_key and self.previous_key_expires_at and self.previous_key_expires_at > timezone.now():
+            keys.append(self.previous_signing_key)
+        return keys
+
+    def attached_secrets(self):
+        """{name: Secret} of the secrets a payload may reference, ACCESS_TOKEN included."""
+        attached = {}
+        for field in ("access_token_secret", "secret", "token_secret"):
+            secret = getattr(self, field)
+            if secret is not None:
+                attached[secret.name] = secret
+        if self.access_token_secret is not None:
+            attached["ACCESS_TOKEN"] = self.access_token_secret
+        return attached
+
+    def disable(self, reason):
+        self.enabled = False
+        self.disabled_reason = reason[:300]
+        self.save(update_fields=["enabled", "disabled_reason"])

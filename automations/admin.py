@@ -1,0 +1,287 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.utils.html import format_html
+
+from actions.models import Integration
+from actions.payloads import MASK, VARIABLES, render, sample_context
+from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
+from tracking.models import ArtifactCollection
+
+from .api import redeliver, test_automation
+from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
+from .spec import ACTION_FIELDS, AGGS, CMPS, DIRS, EVENT_FIELDS, RUN_STATES, SEVERITIES, SpecError, parse_action, parse_event, parse_scope
+
+SCOPE_FIELDS = {
+    ScopeType.PROJECT: ["project"],
+    ScopeType.ARTIFACT_COLLECTION: ["collection"],
+    ScopeType.REGISTRY: ["registry"],
+    ScopeType.REGISTRY_COLLECTION: ["collection"],
+    ScopeType.TEAM: [],
+}
+FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "metric", "window", "agg", "cmp", "threshold",
+                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "run_user", "run_name_regex"]
+ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
+
+
+def blank(choices):
+    return [("", "—")] + [(c, c) for c in choices]
+
+
+class AutomationForm(forms.ModelForm):
+    collection = forms.ModelChoiceField(ArtifactCollection.objects.select_related("project", "registry", "team"), required=False,
+                                        help_text="For artifact_collection (a project's) or registry_collection (a registry's) scopes.")
+    collection_type = forms.CharField(required=False, help_text="CREATE_ARTIFACT: only collections of this type, e.g. model.")
+    alias_regex = forms.CharField(required=False, help_text="Regex searched in the alias (anchor with ^ and $). Required for ADD_ARTIFACT_ALIAS.")
+    tag_regex = forms.CharField(required=False, help_text="Regex searched in the tag. Required for ADD_ARTIFACT_TAG.")
+    states = forms.MultipleChoiceField(choices=[(s, s) for s in RUN_STATES], required=False, widget=forms.CheckboxSelectMultiple,
+                                       help_text="RUN_STATE: CRASHED counts as FAILED; KILLED never triggers.")
+    metric = forms.CharField(required=False, help_text="The metric name, e.g. loss or val/acc.")
+    window = forms.IntegerField(required=False, help_text="Threshold: the N most recent values (default 5). Z-score: reference size (default 30).")
+    agg = forms.ChoiceField(choices=blank(AGGS), required=False, help_text="Aggregation; none = the latest value (threshold).")
+    cmp = forms.ChoiceField(choices=blank(CMPS), required=False, help_text="Comparison with the threshold.")
+    threshold = forms.FloatField(required=False, help_text="Threshold value; z-score: |z| threshold (default 3).")
+    current_window = forms.IntegerField(required=False, help_text="Change: values in the current window (default 10).")
+    prior_window = forms.IntegerField(required=False, help_text="Change: values in the window before it (default 50).")
+    change_type = forms.ChoiceField(choices=blank(("ABSOLUTE", "RELATIVE")), required=False, help_text="Default RELATIVE: (current − prior) / |prior|.")
+    change_dir = forms.ChoiceField(choices=blank(DIRS), required=False)
+    change_amount = forms.FloatField(required=False, help_text="Change at least this much; a fraction for RELATIVE (0.25 = 25 %).")
+    basis = forms.ChoiceField(choices=blank(("runs", "history")), required=False,
+                              help_text="Z-score against other runs' latest values (runs) or the run's own preceding values (history).")
+    run_user = forms.CharField(required=False, help_text="Run events: only runs of this username.")
+    run_name_regex = forms.CharField(required=False, help_text="Run events: only runs whose display name matches.")
+    integration = forms.ModelChoiceField(Integration.objects.select_related("team").defer("signing_key", "previous_signing_key"), required=False)
+    payload = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "class": "vLargeTextField"}),
+                              help_text="WEBHOOK: a JSON template. Variables: " + ", ".join("${" + v + "}" for v in VARIABLES)
+                              + ", and the webhook's secrets by name (${ACCESS_TOKEN}, ${SECRET_NAME}).")
+    title = forms.CharField(required=False, help_text="SLACK: title template.")
+    message = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="SLACK: message template (mrkdwn).")
+    severity = forms.ChoiceField(choices=blank(SEVERITIES), required=False)
+
+    class Meta:
+        model = Automation
+        fields = ["team", "name", "description", "enabled", "scope_type", "project", "registry", "collection", "event_type", "action_type"]
+
+    team_ids = None  # the teams the user may edit in; set per request by AutomationAdmin.get_form
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.team_ids is not None:
+            for name in ("collection", "integration"):
+                self.fields[name].queryset = self.fields[name].queryset.filter(team__in=self.team_ids)
+        instance = self.instance
+        if instance.pk:
+            f = instance.event_filter
+            for key in FILTER_FORM_FIELDS:
+                if key in f:
+                    self.initial[key] = f[key]
+            self.initial["run_user"] = (f.get("run_filter") or {}).get("user", "")
+            self.initial["run_name_regex"] = (f.get("run_filter") or {}).get("name_regex", "")
+            config = instance.action_config
+            self.initial["integration"] = instance.integration_id
+            if "payload" in config:
+                self.initial["payload"] = json.dumps(config["payload"], indent=2)
+            for key in ("title", "message", "severity"):
+                self.initial[key] = config.get(key, "")
+
+    def clean(self):
+        data = super().clean()
+        team = data.get("team")
+        if team is None:
+            return data
+        for field in ("project", "registry", "collection", "integration"):
+            obj = data.get(field)
+            if obj is not None and obj.team_id != team.pk:
+                self.add_error(field, f"{obj} belongs to another team than {team}.")
+        if self.errors:
+            return data
+        scope = {"type": data.get("scope_type")}
+        for field in SCOPE_FIELDS.get(data.get("scope_type"), []):
+            obj = data.get(field)
+            if field == "collection" and obj is not None:
+                scope["project" if obj.project_id else "registry"] = (obj.project or obj.registry).name
+            scope[field] = obj.name if obj is not None else None
+        event_type = data.get("event_type")
+        event = {"type": event_type}
+        allowed = EVENT_FIELDS.get(event_type, set())
+        for key in FILTER_FORM_FIELDS:
+            value = data.get(key)
+            if key in allowed and value not in (None, "", []):
+                event[key] = value
+        run_filter = {k: data[f] for k, f in (("user", "run_user"), ("name_regex", "run_name_regex")) if data.get(f)}
+        if run_filter and "run_filter" in allowed:
+            event["run_filter"] = run_filter
+        action = {"type": data.get("action_type")}
+        allowed_action = ACTION_FIELDS.get(data.get("action_type"), set())
+        if "integration" in allowed_action:
+            action["integration"] = data["integration"].pk if data.get("integration") else None
+        if "payload" in allowed_action:
+            try:
+                action["payload"] = json.loads(data.get("payload") or "null")
+            except ValueError as exc:
+                self.add_error("payload", f"Not valid JSON: {exc}")
+                return data
+        for key in ("title", "message", "severity"):
+            if key in allowed_action and data.get(key):
+                action[key] = data[key]
+        self._parsed = {}
+        for section, parse in (("scope", lambda: parse_scope(team, scope)), ("event", lambda: parse_event(scope["type"], event)),
+                               ("action", lambda: parse_action(team, action))):
+            try:
+                self._parsed[section] = parse()
+            except SpecError as exc:
+                self._add_spec_errors(exc.errors)
+        return data
+
+    def _add_spec_errors(self, errors):
+        for section, detail in errors.items():
+            items = detail.items() if isinstance(detail, dict) else [(None, detail)]
+            for field, messages_ in items:
+                target = {"run_filter": "run_name_regex", "type": {"scope": "scope_type", "event": "event_type", "action": "action_type"}[section]}.get(field, field)
+                if target not in self.fields:
+                    target = None
+                for message in messages_:
+                    self.add_error(target, f"{field}: {message}" if target is None and field else message)
+
+    def save(self, commit=True):
+        automation = super().save(commit=False)
+        scope = self._parsed["scope"]
+        automation.scope_type = scope["scope_type"]
+        automation.project, automation.registry, automation.collection = scope["project"], scope["registry"], scope["collection"]
+        automation.event_type, automation.event_filter = self._parsed["event"]
+        automation.action_type, automation.integration, automation.action_config = self._parsed["action"]
+        if commit:
+            automation.save()
+        return automation
+
+
+class LastStatusFilter(admin.SimpleListFilter):
+    title = "last status"
+    parameter_name = "last_status"
+
+    def lookups(self, request, model_admin):
+        return [(s.value, s.label) for s in ExecutionStatus] + [("never", "never triggered")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "never":
+            return queryset.filter(last_status__isnull=True)
+        if self.value():
+            return queryset.filter(last_status=self.value())
+        return queryset
+
+
+@admin.register(Automation)
+class AutomationAdmin(TeamScopedAdmin):
+    form = AutomationForm
+    change_form_template = "admin/automations/automation/change_form.html"
+    list_display = ["name", "team", "scope_type", "event_type", "action_type", "enabled", "last_status"]
+    list_filter = ["event_type", "scope_type", "enabled", "action_type", LastStatusFilter, "team"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["payload_preview"]
+    actions = ["test_action", "enable", "disable"]
+    fieldsets = [
+        (None, {"fields": ["team", "name", "description", "enabled"]}),
+        ("Scope", {"fields": ["scope_type", "project", "registry", "collection"]}),
+        ("Event", {"fields": ["event_type", *FILTER_FORM_FIELDS]}),
+        ("Action", {"fields": ["action_type", *ACTION_FORM_FIELDS, "payload_preview"]}),
+    ]
+
+    def get_queryset(self, request):
+        last = Execution.objects.filter(automation=OuterRef("pk")).order_by("-triggered_at", "-id").values("status")[:1]
+        return super().get_queryset(request).select_related("team", "integration").annotate(last_status=Subquery(last))
+
+    @admin.display(ordering="last_status")
+    def last_status(self, obj):
+        return obj.last_status or "—"
+
+    @admin.display(description="Payload preview (sample event, secrets masked)")
+    def payload_preview(self, obj):
+        if not obj.pk or obj.action_type != ActionType.WEBHOOK:
+            return "Saved webhook automations show their payload rendered from a sample event here."
+        masks = {name: MASK for name in obj.integration.attached_secrets()} if obj.integration else {}
+        rendered = render(obj.action_config.get("payload", {}), sample_context(obj.name), masks)
+        return format_html("<pre>{}</pre>", json.dumps(rendered, indent=2, ensure_ascii=False))
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["field_map"] = {
+            "scope": {k: v for k, v in SCOPE_FIELDS.items()},
+            "event": {k: sorted(f.replace("run_filter", "run_user") for f in v) + (["run_name_regex"] if "run_filter" in v else []) for k, v in EVENT_FIELDS.items()},
+            "action": {k: sorted(v) for k, v in ACTION_FIELDS.items()},
+            "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
+        }
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        return type(form.__name__, (form,), {"team_ids": team_ids(request, self.edit_role)})
+
+    @admin.action(description="Test: run the action once with a sample event", permissions=["change"])
+    def test_action(self, request, queryset):
+        for automation in self.editable(request, queryset).select_related("integration", "team"):
+            execution = test_automation(automation, request.user)
+            level = messages.SUCCESS if execution.status == ExecutionStatus.SUCCEEDED else messages.ERROR
+            self.message_user(request, f"{automation.name}: {execution.status} {execution.error}", level)
+
+    @admin.action(description="Enable", permissions=["change"])
+    def enable(self, request, queryset):
+        self.editable(request, queryset).update(enabled=True)
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable(self, request, queryset):
+        self.editable(request, queryset).update(enabled=False)
+
+
+class AttemptInline(TeamScopedInline, admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    parent_team_path = "automation__team"
+    fields = ["number", "started_at", "duration_ms", "status_code", "response_body", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyAdmin):
+    team_path = "automation__team"
+    list_display = ["id", "automation", "status", "is_test", "triggered_at", "finished_at", "attempt_count", "error"]
+    list_filter = ["status", "is_test", "automation__event_type", "automation__action_type", "automation__team"]
+    search_fields = ["delivery_id", "automation__name", "error"]
+    list_select_related = ["automation"]
+    inlines = [AttemptInline]
+    actions = ["redeliver_action"]
+    readonly_fields = ["automation", "event", "status", "is_test", "delivery_id", "context", "request", "attempt_count", "error",
+                       "triggered_at", "started_at", "finished_at", "next_attempt_at", "lease_until"]
+    exclude = ["lease_token"]
+
+    def has_redeliver_permission(self, request):
+        return TeamScopedAdmin.has_change_permission(self, request)  # members may redeliver
+
+    @admin.action(description="Redeliver", permissions=["redeliver"])
+    def redeliver_action(self, request, queryset):
+        done = sum(redeliver(e) for e in self.editable(request, queryset).exclude(automation__action_type=ActionType.NO_OP))
+        self.message_user(request, f"{done} execution(s) queued for redelivery.")
+
+
+
+
+@admin.register(RunCondition)
+class RunConditionAdmin(ReadOnlyAdmin):
+    team_path = "automation__team"
+    """Whether each run metric automation's condition held at its last evaluation, per run."""
+
+    list_display = ["automation", "run", "met", "last_fired_at"]
+    list_filter = ["met", "automation__event_type"]
+    search_fields = ["automation__name", "run__run_id"]
+    list_select_related = ["automation", "run__project__team"]

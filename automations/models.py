@@ -1,0 +1,174 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from actions.models import Integration
+from events.models import Event
+from teams.models import Team
+from tracking.models import ArtifactCollection, Project, Registry, Run
+
+
+class ScopeType(models.TextChoices):
+    PROJECT = "project"
+    ARTIFACT_COLLECTION = "artifact_collection"
+    REGISTRY = "registry"
+    REGISTRY_COLLECTION = "registry_collection"
+    TEAM = "team"
+
+
+class EventType(models.TextChoices):
+    CREATE_ARTIFACT = "CREATE_ARTIFACT"
+    LINK_ARTIFACT = "LINK_ARTIFACT"
+    ADD_ARTIFACT_ALIAS = "ADD_ARTIFACT_ALIAS"
+    ADD_ARTIFACT_TAG = "ADD_ARTIFACT_TAG"
+    RUN_STATE = "RUN_STATE"
+    RUN_METRIC_THRESHOLD = "RUN_METRIC_THRESHOLD"
+    RUN_METRIC_CHANGE = "RUN_METRIC_CHANGE"
+    RUN_METRIC_ZSCORE = "RUN_METRIC_ZSCORE"
+
+
+RUN_EVENTS = {EventType.RUN_STATE, EventType.RUN_METRIC_THRESHOLD, EventType.RUN_METRIC_CHANGE, EventType.RUN_METRIC_ZSCORE}
+METRIC_EVENTS = RUN_EVENTS - {EventType.RUN_STATE}
+ARTIFACT_EVENTS = {EventType.CREATE_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
+REGISTRY_EVENTS = {EventType.LINK_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
+
+# SPEC.md section 2: which event types each scope allows.
+SCOPE_EVENTS = {
+    ScopeType.PROJECT: RUN_EVENTS | ARTIFACT_EVENTS,
+    ScopeType.ARTIFACT_COLLECTION: ARTIFACT_EVENTS,
+    ScopeType.REGISTRY: REGISTRY_EVENTS,
+    ScopeType.REGISTRY_COLLECTION: REGISTRY_EVENTS,
+    ScopeType.TEAM: ARTIFACT_EVENTS | REGISTRY_EVENTS,
+}
+
+
+class ActionType(models.TextChoices):
+    WEBHOOK = "WEBHOOK"
+    SLACK = "SLACK"
+    NO_OP = "NO_OP"
+
+
+class Automation(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="automations")
+    name = models.CharField(max_length=128)
+    description = models.TextField(blank=True, max_length=2000)
+    enabled = models.BooleanField(default=True)
+    scope_type = models.CharField(max_length=24, choices=ScopeType.choices)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
+    registry = models.ForeignKey(Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
+    collection = models.ForeignKey(ArtifactCollection, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
+    event_type = models.CharField(max_length=24, choices=EventType.choices)
+    event_filter = models.JSONField(default=dict, blank=True)
+    action_type = models.CharField(max_length=8, choices=ActionType.choices, default=ActionType.NO_OP)
+    integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
+    action_config = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_automation_name")]
+        # Matching looks automations up by what they watch, never by scanning them all.
+        indexes = [
+            models.Index(fields=["project", "event_type"], name="automation_by_project", condition=Q(enabled=True)),
+            models.Index(fields=["registry", "event_type"], name="automation_by_registry", condition=Q(enabled=True)),
+            models.Index(fields=["collection", "event_type"], name="automation_by_collection", condition=Q(enabled=True)),
+            models.Index(fields=["team", "event_type"], name="automation_by_team", condition=Q(enabled=True, scope_type="team")),
+        ]
+        ordering = ["team", "name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("automation", args=[self.team.name, self.pk])
+
+    @property
+    def scope_label(self):
+        if self.scope_type == ScopeType.TEAM:
+            return f"team {self.team.name}"
+        target = self.collection or self.project or self.registry
+        return f"{self.get_scope_type_display()} {target}"
+
+
+class RunCondition(models.Model):
+    """Whether a run metric automation's condition held for a run at its last evaluation, so it
+    fires on the transition into the condition and at most once per cooldown."""
+
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="run_conditions")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    met = models.BooleanField(default=False)
+    last_event_id = models.BigIntegerField(default=0)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["automation", "run"], name="unique_run_condition")]
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def new_delivery_id():
+    return "msg_" + uuid.uuid4().hex
+
+
+class Execution(models.Model):
+    """One triggering of an automation by an event, with its delivery state and attempts."""
+
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="executions")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="executions")
+    status = models.CharField(max_length=10, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    is_test = models.BooleanField(default=False)
+    # The webhook-id: the same on every attempt of this execution, for receivers to deduplicate.
+    delivery_id = models.CharField(max_length=40, default=new_delivery_id, unique=True)
+    context = models.JSONField(default=dict, blank=True)
+    request = models.JSONField(default=dict, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    triggered_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["automation", "event"], name="unique_execution")]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="execution_due", condition=Q(status="pending")),
+            models.Index(fields=["lease_until"], name="execution_leased", condition=Q(status="running")),
+            models.Index(fields=["automation", "-triggered_at"], name="execution_history"),
+        ]
+        ordering = ["-triggered_at", "-id"]
+
+    def __str__(self):
+        return f"{self.automation} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("execution", args=[self.automation.team.name, self.pk])
+
+
+class DeliveryAttempt(models.Model):
+    """Written before a request is sent and completed after, so a worker that dies mid-delivery
+    leaves a visible, unfinished attempt behind."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    request = models.JSONField(default=dict, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["execution", "number"], name="unique_attempt_number")]
+        ordering = ["execution", "number"]

@@ -1,0 +1,67 @@
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+
+from teams.models import ROLE_RANK, Role
+from tracking.pages import member_team
+
+from .api import execution_queryset, redeliver
+from .models import METRIC_EVENTS, Automation, EventType, ScopeType
+
+
+def thresholds_for_run(run):
+    """{metric: [(threshold, automation name)]} for the run page's charts."""
+    watching = Automation.objects.filter(
+        enabled=True, scope_type=ScopeType.PROJECT, project_id=run.project_id, event_type=EventType.RUN_METRIC_THRESHOLD
+    ).only("name", "event_filter")
+    lines = {}
+    for automation in watching:
+        f = automation.event_filter
+        lines.setdefault(f["metric"], []).append((f["threshold"], automation.name))
+    return lines
+
+
+@login_required
+def automation_list(request, team):
+    team = member_team(request, team)
+    automations = team.automations.select_related("project", "registry", "collection__project", "collection__registry", "integration", "team")
+    return render(request, "tripline/automations.html", {"team": team, "automations": automations, "metric_events": METRIC_EVENTS})
+
+
+@login_required
+def automation_page(request, team, pk):
+    team = member_team(request, team)
+    automation = get_object_or_404(team.automations.select_related("integration", "team"), pk=pk)
+    executions = execution_queryset().filter(automation=automation)[:100]
+    return render(request, "tripline/automation.html", {"team": team, "automation": automation, "executions": executions,
+                                                         "event_filter": json.dumps(automation.event_filter, indent=2)})
+
+
+@login_required
+def execution_page(request, team, pk):
+    team = member_team(request, team)
+    execution = get_object_or_404(execution_queryset().filter(automation__team=team).prefetch_related("attempts"), pk=pk)
+    can_redeliver = ROLE_RANK[team.role_of(request.user)] >= ROLE_RANK[Role.MEMBER]
+    return render(request, "tripline/execution.html", {
+        "team": team, "execution": execution, "can_redeliver": can_redeliver,
+        "request_json": json.dumps(execution.request, indent=2, ensure_ascii=False),
+        "context_json": json.dumps(execution.context, indent=2, ensure_ascii=False),
+    })
+
+
+@login_required
+def execution_redeliver(request, team, pk):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    team = member_team(request, team)
+    if ROLE_RANK[team.role_of(request.user)] < ROLE_RANK[Role.MEMBER]:
+        raise Http404
+    execution = get_object_or_404(execution_queryset().filter(automation__team=team), pk=pk)
+    if redeliver(execution):
+        messages.success(request, "Queued for redelivery.")
+    else:
+        messages.error(request, "This execution is being delivered right now.")
+    return redirect(execution.get_absolute_url())

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import pages
+
+urlpatterns = [
+    path("<str:team>/automations/", pages.automation_list, name="automations"),
+    path("<str:team>/automations/<int:pk>/", pages.automation_page, name="automation"),
+    path("<str:team>/executions/<int:pk>/", pages.execution_page, name="execution"),
+    path("<str:team>/executions/<int:pk>/redeliver/", pages.execution_redeliver, name="execution_redeliver"),
+]

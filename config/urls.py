@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("teams.urls")),
+    path("api/v1/", include("tracking.urls")),
+    path("api/v1/", include("actions.urls")),
+    path("api/v1/", include("automations.urls")),
+    path("", include("tracking.pages_urls")),
+    path("", include("automations.pages_urls")),
+]

@@ -1,0 +1,69 @@
+"""Real HTTP servers on loopback: a scripted webhook receiver and a fake Slack Web API."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    """Answers each POST with the next scripted (status, headers, body, delay); 200 when the
+    script runs out. Records every request: path, headers, raw body."""
+
+    def __init__(self):
+        self.script = []
+        self.requests = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status, headers, payload, delay = receiver.script.pop(0) if receiver.script else (200, {}, b"ok", 0)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                payload = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, status, body=b"", headers=None, delay=0):
+        self.script.append((status, headers or {}, body, delay))
+        return self
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeSlack(Receiver):
+    """chat.postMessage as Slack answers it: 200 {"ok": true} unless scripted otherwise."""
+
+    def ok(self):
+        return self.answer(200, {"ok": True, "channel": "C1", "ts": "1.2"}, {"Content-Type": "application/json"})
+
+    def error(self, error, status=200, headers=None):
+        return self.answer(status, {"ok": False, "error": error}, {"Content-Type": "application/json", **(headers or {})})
+
+    def messages(self):
+        from urllib.parse import parse_qs
+
+        out = []
+        for r in self.requests:
+            ctype = r["headers"].get("Content-Type", "")
+            body = json.loads(r["body"]) if "json" in ctype else {k: v[0] for k, v in parse_qs(r["body"].decode()).items()}
+            if isinstance(body.get("blocks"), str):
+                body["blocks"] = json.loads(body["blocks"])
+            out.append({"token": r["headers"].get("Authorization", ""), "path": r["path"], **body})
+        return out

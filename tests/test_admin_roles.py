@@ -1,0 +1,102 @@
+"""The admin follows team roles: members build automations without being staff, viewers only
+look, admins alone see secrets and integrations, and nobody sees another team's objects."""
+
+import pytest
+
+from automations.models import Automation, Execution
+from events.models import Event
+from teams.models import Membership, Role, Secret, Team
+
+from .engine import make_automation
+
+pytestmark = pytest.mark.django_db
+
+FORM = {"name": "from bob", "description": "", "enabled": "on", "scope_type": "project", "event_type": "CREATE_ARTIFACT",
+        "action_type": "NO_OP", "payload": "", "title": "", "message": ""}
+
+
+@pytest.fixture
+def other_team(charlie):
+    other = Team.objects.create(name="rivals")
+    Membership.objects.create(team=other, user=charlie, role=Role.ADMIN)
+    other.projects.create(name="secret-project")
+    Secret.objects.create(team=other, name="RIVAL_TOKEN", value="x")
+    return other
+
+
+@pytest.fixture
+def automation(team, project):
+    return make_automation(team, "acme watch", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+
+
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_members_use_the_admin_without_the_staff_flag(client, team, project, bob, other_team, automation):
+    c = as_user(client, bob)
+    assert not bob.is_staff
+    index = c.get("/admin/").content.decode()
+    assert "Automations" in index and "Secrets" not in index and "Integrations" not in index
+    listing = c.get("/admin/automations/automation/").content.decode()
+    assert "acme watch" in listing
+    form = c.get("/admin/automations/automation/add/").content.decode()
+    assert "secret-project" not in form and "rivals" not in form
+    created = c.post("/admin/automations/automation/add/", {**FORM, "team": team.pk, "project": project.pk})
+    assert created.status_code == 302 and Automation.objects.filter(name="from bob", team=team).exists()
+
+
+def test_a_member_cannot_aim_at_another_teams_objects(client, team, bob, other_team):
+    rival_project = other_team.projects.get()
+    response = as_user(client, bob).post("/admin/automations/automation/add/", {**FORM, "team": other_team.pk, "project": rival_project.pk})
+    assert response.status_code == 200 and not Automation.objects.filter(name="from bob").exists()
+    errors = response.context["adminform"].form.errors
+    assert "team" in errors and "project" in errors
+
+
+def test_viewers_look_but_do_not_touch(client, team, vic, automation):
+    c = as_user(client, vic)
+    assert "acme watch" in c.get("/admin/automations/automation/").content.decode()
+    assert c.get("/admin/automations/automation/add/").status_code == 403
+    change = c.get(f"/admin/automations/automation/{automation.pk}/change/")
+    assert change.status_code == 200 and 'name="_save"' not in change.content.decode()
+    assert c.post(f"/admin/automations/automation/{automation.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Automation.objects.filter(pk=automation.pk).exists()
+
+
+def test_actions_need_the_role_that_changes_things(client, team, project, vic, bob, automation):
+    event = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=project)
+    Automation.objects.filter(pk=automation.pk).update(action_type="WEBHOOK")
+    execution = Execution.objects.create(automation=automation, event=event, status="failed")
+    assert "redeliver_action" not in as_user(client, vic).get("/admin/automations/execution/").content.decode()
+    assert "redeliver_action" in as_user(client, bob).get("/admin/automations/execution/").content.decode()
+    as_user(client, vic).post("/admin/automations/automation/", {"action": "disable", "_selected_action": [automation.pk]})
+    assert Automation.objects.get(pk=automation.pk).enabled
+    execution.refresh_from_db()
+    assert execution.status == "failed"
+
+
+def test_outsiders_see_nothing_of_the_team(client, team, charlie, other_team, automation):
+    c = as_user(client, charlie)
+    assert "acme watch" not in c.get("/admin/automations/automation/").content.decode()
+    assert c.get(f"/admin/automations/automation/{automation.pk}/change/").status_code == 302  # "not found" redirect
+    secrets = c.get("/admin/teams/secret/").content.decode()
+    assert "RIVAL_TOKEN" in secrets and "acme" not in secrets
+
+
+def test_people_in_no_team_cannot_enter_the_admin(client, make_user):
+    loner = make_user("loner")
+    assert as_user(client, loner).get("/admin/").status_code == 302
+
+
+def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
+    assert as_user(client, bob).get("/admin/teams/secret/").status_code == 403
+    assert as_user(client, bob).get(f"/admin/teams/team/{team.pk}/change/").status_code == 200  # view
+    assert as_user(client, alice).get("/admin/teams/secret/add/").status_code == 200
+    assert as_user(client, alice).get("/admin/teams/team/add/").status_code == 403  # teams are made through the API
+
+
+def test_the_login_page_serves_anonymous_visitors(client):
+    response = client.get("/admin/login/?next=/admin/")
+    assert response.status_code == 200 and 'name="username"' in response.content.decode()

@@ -1,0 +1,298 @@
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from teams.api_errors import Conflict, refuse_name_clash
+from teams.permissions import TeamScopedMixin
+
+from .history import log_history, read_history
+from .models import (
+    ArtifactAlias,
+    ArtifactCollection,
+    ArtifactTag,
+    ArtifactVersion,
+    Project,
+    Registry,
+    add_alias,
+    add_tag,
+    create_version,
+    link_version,
+    new_run_id,
+)
+from .serializers import (
+    AliasSerializer,
+    ArtifactVersionCreateSerializer,
+    CollectionSerializer,
+    LinkSerializer,
+    ProjectSerializer,
+    RegistrySerializer,
+    RunCreateSerializer,
+    RunSerializer,
+    RunUpdateSerializer,
+    TagSerializer,
+    validate_history_rows,
+    version_data,
+)
+
+def version_queryset():
+    return ArtifactVersion.objects.select_related(
+        "collection__team", "collection__project", "collection__registry", "created_by", "run", "source__collection__project"
+    ).prefetch_related("aliases", "tags")
+
+
+class ProjectListView(TeamScopedMixin, generics.ListCreateAPIView):
+    serializer_class = ProjectSerializer
+
+    def get_queryset(self):
+        return self.team.projects.all()
+
+    def perform_create(self, serializer):
+        refuse_name_clash(self.team.projects, serializer.validated_data["name"], "A project")
+        serializer.save(team=self.team)
+
+
+class ProjectMixin(TeamScopedMixin):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.project = get_object_or_404(Project, team=self.team, name=kwargs["project"])
+
+
+class ProjectDetailView(ProjectMixin, APIView):
+    @extend_schema(responses=ProjectSerializer)
+    def get(self, request, team, project):
+        return Response(ProjectSerializer(self.project).data)
+
+
+class RunListView(ProjectMixin, generics.ListCreateAPIView):
+    def get_serializer_class(self):
+        return RunCreateSerializer if self.request.method == "POST" else RunSerializer
+
+    def get_queryset(self):
+        return self.project.runs.select_related("user", "project__team")
+
+    def perform_create(self, serializer):
+        run_id = serializer.validated_data.pop("run_id", None) or new_run_id()
+        if self.project.runs.filter(run_id=run_id).exists():
+            raise Conflict("id", f"A run with id {run_id!r} already exists in the project.")
+        serializer.validated_data.setdefault("name", run_id)
+        with transaction.atomic():
+            serializer.save(project=self.project, run_id=run_id, user=self.request.user)
+
+
+class RunMixin(ProjectMixin):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.run = get_object_or_404(self.project.runs.select_related("user", "project__team"), run_id=kwargs["run"])
+
+
+class RunDetailView(RunMixin, APIView):
+    @extend_schema(responses=RunSerializer)
+    def get(self, request, team, project, run):
+        return Response(RunSerializer(self.run, context={"request": request}).data)
+
+    @extend_schema(request=RunUpdateSerializer, responses=RunSerializer)
+    def patch(self, request, team, project, run):
+        serializer = RunUpdateSerializer(self.run, data=request.data, partial=True, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            serializer.save()
+        return Response(RunSerializer(self.run, context={"request": request}).data)
+
+
+class HistoryRequestSerializer(serializers.Serializer):
+    rows = serializers.ListField(child=serializers.DictField())
+
+
+class HistoryView(RunMixin, APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("keys", str, description="comma-separated metric names; all when absent")],
+        responses={200: dict},
+    )
+    def get(self, request, team, project, run):
+        keys = [k for k in request.query_params.get("keys", "").split(",") if k]
+        if not keys:
+            keys = list(self.run.metrics.order_by("key").values_list("key", flat=True))
+        return Response(read_history(self.run, keys[:100]))
+
+    @extend_schema(request=HistoryRequestSerializer, responses={201: dict})
+    def post(self, request, team, project, run):
+        if not isinstance(request.data, dict):
+            return Response({"rows": ["Send an object: {\"rows\": [...]}."]}, status=status.HTTP_400_BAD_REQUEST)
+        rows = validate_history_rows(request.data.get("rows"))
+        accepted = log_history(self.run, rows, user=request.user)
+        return Response({"accepted": accepted}, status=status.HTTP_201_CREATED)
+
+
+class CollectionMixin(TeamScopedMixin):
+    """Resolves `self.collection` from a project (`…/artifacts/{name}/`) or a registry
+    (`…/collections/{collection}/`) URL: both kinds of collection share the views below."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        qs = ArtifactCollection.objects.select_related("team", "project", "registry")
+        if "registry" in kwargs:
+            self.collection = get_object_or_404(qs, registry__team=self.team, registry__name=kwargs["registry"], name=kwargs["collection"])
+        else:
+            self.collection = get_object_or_404(qs, project__team=self.team, project__name=kwargs["project"], name=kwargs["name"])
+
+    def get_version(self, ref):
+        try:
+            return self.collection.resolve(ref)
+        except ArtifactVersion.DoesNotExist:
+            raise Http404(f"No version {ref!r} in {self.collection.name}.") from None
+
+
+class ArtifactListView(ProjectMixin, generics.ListCreateAPIView):
+    def get_serializer_class(self):
+        return ArtifactVersionCreateSerializer if self.request.method == "POST" else CollectionSerializer
+
+    def get_queryset(self):
+        return self.project.collections.all()
+
+    @extend_schema(request=ArtifactVersionCreateSerializer, responses={201: dict})
+    def post(self, request, team, project):
+        serializer = ArtifactVersionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        name, type_, run_ref = data.pop("name"), data.pop("type"), data.pop("run")
+        run = None
+        if run_ref:
+            run = self.project.runs.filter(run_id=run_ref).first()
+            if run is None:
+                return Response({"run": [f"No run {run_ref!r} in this project."]}, status=status.HTTP_400_BAD_REQUEST)
+        with transaction.atomic():
+            collection, _ = ArtifactCollection.objects.get_or_create(
+                project=self.project, name=name, defaults={"team": self.team, "type": type_}
+            )
+            if collection.type != type_:
+                return Response(
+                    {"type": [f"{name} holds artifacts of type {collection.type!r}, not {type_!r}."]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            version = create_version(collection, created_by=request.user, run=run, **data)
+        return Response(version_data(version_queryset().get(pk=version.pk)), status=status.HTTP_201_CREATED)
+
+
+class CollectionDetailView(CollectionMixin, APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, team, **kwargs):
+        versions = version_queryset().filter(collection=self.collection)
+        data = CollectionSerializer(self.collection).data
+        data["versions"] = [version_data(v) for v in versions]
+        return Response(data)
+
+
+class VersionListView(CollectionMixin, generics.ListAPIView):
+    serializer_class = serializers.Serializer
+
+    def get_queryset(self):
+        return version_queryset().filter(collection=self.collection)
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([version_data(v) for v in page])
+
+
+class VersionDetailView(CollectionMixin, APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, team, version, **kwargs):
+        return Response(version_data(version_queryset().get(pk=self.get_version(version).pk)))
+
+
+class VersionAliasView(CollectionMixin, APIView):
+    @extend_schema(request=AliasSerializer, responses={201: dict})
+    def post(self, request, team, version, **kwargs):
+        target = self.get_version(version)
+        serializer = AliasSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        add_alias(target, serializer.validated_data["alias"], request.user)
+        return Response(version_data(version_queryset().get(pk=target.pk)), status=status.HTTP_201_CREATED)
+
+
+class VersionAliasDetailView(CollectionMixin, APIView):
+    def delete(self, request, team, version, alias, **kwargs):
+        target = self.get_version(version)
+        get_object_or_404(ArtifactAlias, version=target, alias=alias).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VersionTagView(CollectionMixin, APIView):
+    @extend_schema(request=TagSerializer, responses={201: dict})
+    def post(self, request, team, version, **kwargs):
+        target = self.get_version(version)
+        serializer = TagSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        add_tag(target, serializer.validated_data["tag"], request.user)
+        return Response(version_data(version_queryset().get(pk=target.pk)), status=status.HTTP_201_CREATED)
+
+
+class VersionTagDetailView(CollectionMixin, APIView):
+    def delete(self, request, team, version, tag, **kwargs):
+        target = self.get_version(version)
+        get_object_or_404(ArtifactTag, version=target, tag=tag).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RegistryListView(TeamScopedMixin, generics.ListCreateAPIView):
+    serializer_class = RegistrySerializer
+
+    def get_queryset(self):
+        return self.team.registries.all()
+
+    def perform_create(self, serializer):
+        refuse_name_clash(self.team.registries, serializer.validated_data["name"], "A registry")
+        serializer.save(team=self.team)
+
+
+class RegistryDetailView(TeamScopedMixin, APIView):
+    @extend_schema(responses=RegistrySerializer)
+    def get(self, request, team, registry):
+        return Response(RegistrySerializer(get_object_or_404(Registry, team=self.team, name=registry)).data)
+
+
+class RegistryCollectionListView(TeamScopedMixin, generics.ListCreateAPIView):
+    serializer_class = CollectionSerializer
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.registry = get_object_or_404(Registry, team=self.team, name=kwargs["registry"])
+
+    def get_queryset(self):
+        return self.registry.collections.all()
+
+    def perform_create(self, serializer):
+        refuse_name_clash(self.registry.collections, serializer.validated_data["name"], "A collection")
+        serializer.save(team=self.team, registry=self.registry)
+
+
+class LinkView(CollectionMixin, APIView):
+    @extend_schema(request=LinkSerializer, responses={201: dict})
+    def post(self, request, team, registry, collection):
+        serializer = LinkSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        path, ref = serializer.validated_data["artifact"].rsplit(":", 1)
+        project_name, name = path.split("/", 1)
+        source_collection = ArtifactCollection.objects.filter(project__team=self.team, project__name=project_name, name=name).first()
+        source = None
+        if source_collection:
+            try:
+                source = source_collection.resolve(ref)
+            except ArtifactVersion.DoesNotExist:
+                pass
+        if source is None:
+            return Response({"artifact": [f"No artifact version {serializer.validated_data['artifact']!r} in team {self.team.name}."]}, status=status.HTTP_400_BAD_REQUEST)
+        if source_collection.type != self.collection.type:
+            return Response(
+                {"artifact": [f"{name} holds {source_collection.type!r} artifacts; {self.collection.name} takes {self.collection.type!r}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            version, created = link_version(self.collection, source, linked_by=request.user, aliases=serializer.validated_data["aliases"])
+        except IntegrityError:
+            raise Conflict("artifact", "This version is being linked by another request; try again.") from None
+        return Response(version_data(version_queryset().get(pk=version.pk)), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,0 +1,352 @@
+import json
+import math
+import re
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+from django.urls import reverse
+
+from teams.models import Team
+from teams.validators import validate_slug_name
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/ -]{0,127}$")
+VERSION_RE = re.compile(r"^v(\d+)$")
+LATEST = "latest"
+
+
+def validate_alias(alias):
+    if not isinstance(alias, str) or not ALIAS_RE.match(alias):
+        raise ValidationError("Use up to 128 letters, digits, '-', '_' or '.', starting with a letter or digit.")
+    if VERSION_RE.match(alias):
+        raise ValidationError("An alias cannot look like a version (vN).")
+
+
+def validate_tag(tag):
+    if not isinstance(tag, str) or not TAG_RE.match(tag):
+        raise ValidationError("Use up to 128 letters, digits, spaces or '-_.:/', starting with a letter or digit.")
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=64, validators=[validate_slug_name])
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_project_name")]
+        ordering = ["team", "name"]
+
+    def __str__(self):
+        return f"{self.team.name}/{self.name}"
+
+    def get_absolute_url(self):
+        return reverse("project", args=[self.team.name, self.name])
+
+
+class RunState(models.TextChoices):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CRASHED = "crashed"
+    KILLED = "killed"
+
+
+def new_run_id():
+    return secrets.token_hex(4)
+
+
+class Run(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    run_id = models.CharField("id", max_length=64)
+    name = models.CharField(max_length=128)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    state = models.CharField(max_length=8, choices=RunState.choices, default=RunState.RUNNING)
+    config = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "run_id"], name="unique_run_id")]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+        ordering = ["-created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The state as loaded, so that a save can tell a state change from any other edit.
+        self._loaded_state = None if self._state.adding else self.state
+
+    def __str__(self):
+        return f"{self.project}/{self.run_id}"
+
+    def get_absolute_url(self):
+        return reverse("run", args=[self.project.team.name, self.project.name, self.run_id])
+
+
+class MetricPoint(models.Model):
+    """One logged value: a run can hold millions, written in bulk, read by (run, key, step desc).
+
+    `value` holds finite numbers only; anything else (NaN, ±inf, strings, booleans) is kept as
+    logged, JSON-encoded, in `raw` and never satisfies a metric condition.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="points")
+    key = models.CharField(max_length=128)
+    step = models.BigIntegerField()
+    value = models.FloatField(null=True)
+    raw = models.CharField(max_length=256, null=True)
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "key", "-step"], name="metric_window")]
+
+    @property
+    def logged(self):
+        return self.value if self.raw is None else json.loads(self.raw)
+
+
+class RunMetric(models.Model):
+    """The latest value, step and count of one metric of one run, kept up to date on write."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    key = models.CharField(max_length=128)
+    last_value = models.FloatField(null=True)
+    last_raw = models.CharField(max_length=256, null=True)
+    last_step = models.BigIntegerField()
+    count = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="unique_run_metric")]
+        indexes = [models.Index(fields=["key", "-updated_at"], name="metric_latest_by_key")]
+
+
+def finite_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class Registry(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="registries")
+    name = models.CharField(max_length=64, validators=[validate_slug_name])
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_registry_name")]
+        ordering = ["team", "name"]
+        verbose_name_plural = "registries"
+
+    def __str__(self):
+        return f"{self.team.name}/{self.name}"
+
+    def get_absolute_url(self):
+        return reverse("registry", args=[self.team.name, self.name])
+
+
+class ArtifactCollection(models.Model):
+    """A named sequence of versions, in a project (artifacts) or in a registry (links).
+
+    Both kinds share versions, aliases and tags; a registry version points at the project
+    version it links (`ArtifactVersion.source`) and has the registry collection's own index.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="collections")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="collections")
+    registry = models.ForeignKey(Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=128, validators=[validate_slug_name])
+    type = models.CharField(max_length=64, validators=[validate_slug_name])
+    description = models.TextField(blank=True, max_length=2000)
+    next_index = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_collection_in_project"),
+            models.UniqueConstraint(fields=["registry", "name"], name="unique_collection_in_registry"),
+            models.CheckConstraint(
+                condition=Q(project__isnull=False, registry__isnull=True) | Q(project__isnull=True, registry__isnull=False),
+                name="collection_in_project_xor_registry",
+            ),
+        ]
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def owner(self):
+        return self.project if self.project_id else self.registry
+
+    @property
+    def is_registry(self):
+        return self.registry_id is not None
+
+    def get_absolute_url(self):
+        if self.is_registry:
+            return reverse("registry_collection", args=[self.team.name, self.registry.name, self.name])
+        return reverse("artifact", args=[self.team.name, self.project.name, self.name])
+
+    def allocate_index(self):
+        """Take the next version index. Call inside a transaction: the row lock serialises
+        concurrent creations (SQLite's IMMEDIATE transactions already hold the write lock)."""
+        locked = ArtifactCollection.objects.select_for_update().only("next_index").get(pk=self.pk)
+        index = locked.next_index
+        ArtifactCollection.objects.filter(pk=self.pk).update(next_index=index + 1)
+        self.next_index = index + 1
+        return index
+
+    def resolve(self, ref):
+        """The version named by `vN` or an alias; raises ArtifactVersion.DoesNotExist."""
+        match = VERSION_RE.match(ref or "")
+        if match:
+            return self.versions.get(index=int(match.group(1)))
+        return self.versions.get(aliases__alias=ref)
+
+
+class ArtifactVersion(models.Model):
+    collection = models.ForeignKey(ArtifactCollection, on_delete=models.CASCADE, related_name="versions")
+    index = models.PositiveIntegerField()
+    source = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="links")
+    digest = models.CharField(max_length=128, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True, max_length=4000)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifact_versions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "index"], name="unique_version_index"),
+            models.UniqueConstraint(fields=["collection", "source"], name="unique_link", condition=Q(source__isnull=False)),
+        ]
+        ordering = ["collection", "-index"]
+
+    def __str__(self):
+        return self.version_string
+
+    @property
+    def version(self):
+        return f"v{self.index}"
+
+    @property
+    def version_string(self):
+        """`team/project/name:vN` or `team/registry/collection:vN`."""
+        c = self.collection
+        return f"{c.team.name}/{c.owner.name}/{c.name}:{self.version}"
+
+    @property
+    def source_ref(self):
+        """How a link names its source: `project/name:vN`."""
+        s = self.source
+        return f"{s.collection.project.name}/{s.collection.name}:{s.version}" if s else ""
+
+    def get_absolute_url(self):
+        return f"{self.collection.get_absolute_url()}{self.version}/"
+
+
+class ArtifactAlias(models.Model):
+    """One alias points at one version of a collection; adding it elsewhere moves it."""
+
+    collection = models.ForeignKey(ArtifactCollection, on_delete=models.CASCADE, related_name="aliases")
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=128, validators=[validate_alias])
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["collection", "alias"], name="unique_alias")]
+        ordering = ["alias"]
+        verbose_name_plural = "artifact aliases"
+
+    def __str__(self):
+        return f"{self.alias} → {self.version}"
+
+    def clean(self):
+        if self.version_id and self.collection_id and self.version.collection_id != self.collection_id:
+            raise ValidationError({"version": "The version must belong to the alias's collection."})
+
+
+class ArtifactTag(models.Model):
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="tags")
+    tag = models.CharField(max_length=128, validators=[validate_tag])
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "tag"], name="unique_tag")]
+        ordering = ["tag"]
+
+    def __str__(self):
+        return self.tag
+
+
+# --- Writes. Each runs in one transaction, so the events its signals record commit with it.
+
+
+@transaction.atomic
+def create_version(collection, *, created_by=None, source=None, aliases=(), tags=(), **fields):
+    """Create the next version of `collection`, move `latest` to it, add aliases and tags."""
+    version = ArtifactVersion(collection=collection, index=collection.allocate_index(), source=source, created_by=created_by, **fields)
+    # What the version was created with, for the event its creation records.
+    version.initial_aliases, version.initial_tags = list(aliases), list(tags)
+    version.save(force_insert=True)
+    for alias in dict.fromkeys([LATEST, *aliases]):
+        add_alias(version, alias, created_by)
+    for tag in dict.fromkeys(tags):
+        add_tag(version, tag, created_by)
+    return version
+
+
+@transaction.atomic
+def add_alias(version, alias, user=None):
+    """Point `alias` at `version`, moving it from another version that held it. Returns True
+    when something changed."""
+    validate_alias(alias)
+    held = ArtifactAlias.objects.select_for_update().filter(collection_id=version.collection_id, alias=alias).first()
+    if held is None:
+        ArtifactAlias.objects.create(collection_id=version.collection_id, version=version, alias=alias, created_by=user)
+        return True
+    if held.version_id == version.id:
+        return False
+    held.version = version
+    held.created_by = user
+    held.save(update_fields=["version", "created_by", "updated_at"])
+    return True
+
+
+@transaction.atomic
+def add_tag(version, tag, user=None):
+    validate_tag(tag)
+    if ArtifactTag.objects.filter(version=version, tag=tag).exists():
+        return False
+    ArtifactTag.objects.create(version=version, tag=tag, created_by=user)
+    return True
+
+
+@transaction.atomic
+def link_version(registry_collection, source, *, linked_by=None, aliases=()):
+    """Link a project version into a registry collection; linking it again only adds aliases.
+    Returns (version, created)."""
+    existing = registry_collection.versions.filter(source=source).first()
+    if existing:
+        for alias in aliases:
+            add_alias(existing, alias, linked_by)
+        return existing, False
+    version = create_version(
+        registry_collection,
+        created_by=linked_by,
+        source=source,
+        aliases=aliases,
+        digest=source.digest,
+        metadata=source.metadata,
+        description=source.description,
+        run=source.run,
+    )
+    return version, True
