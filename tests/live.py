@@ -80,7 +80,9 @@ class LiveTripline:
         self._spawn(
             "web",
             [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "8",
-             "--graceful-timeout", "5", "--log-level", "warning"],
+             # keep-alive well above any pause of a test: with gunicorn's default of 2 s, a request
+             # sent just as the server drops the idle connection fails with a reset
+             "--keep-alive", "60", "--graceful-timeout", "5", "--log-level", "warning"],
         )
         if self.worker:
             self.start_worker()
@@ -115,6 +117,11 @@ class LiveTripline:
     def logs(self, name):
         path = self.tmp_path / f"{name}.log"
         return path.read_text() if path.exists() else ""
+
+    def unevaluated_events(self):
+        """How many events the worker has not evaluated yet (read from the live database)."""
+        script = "from events.models import Event; print('COUNT', Event.objects.filter(evaluated_at__isnull=True).count())"
+        return int(self.manage("shell", "-c", script).stdout.split("COUNT", 1)[1])
 
     def session(self, user):
         s = requests.Session()

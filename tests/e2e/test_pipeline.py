@@ -64,7 +64,8 @@ def test_a_metric_threshold_fires_once_through_the_task_queue(live):
         assert bob.post(history, json={"rows": rows}).status_code == 201
     executions = f"{base}/automations/{automation['id']}/executions/"
     found = wait_for(lambda: bob.get(executions).json()["results"], message="an execution")
-    time.sleep(2)  # the third batch is evaluated too, and must not fire again
+    # every batch is evaluated, the third too, and it must not have fired again
+    wait_for(lambda: live.unevaluated_events() == 0, message="every event evaluated")
     results = bob.get(executions).json()["results"]
     assert len(results) == 1 == len(found)
     detail = bob.get(f"{base}/executions/{results[0]['id']}/").json()
