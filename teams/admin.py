@@ -1,8 +1,10 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
-from .models import ROLE_RANK, Membership, Role, Secret, Team
+from .models import KEEP_AN_ADMIN, ROLE_RANK, Membership, Role, Secret, Team
 
 ROLES_AT_LEAST = {role: [r for r in ROLE_RANK if ROLE_RANK[r] >= ROLE_RANK[role]] for role in ROLE_RANK}
 
@@ -124,8 +126,31 @@ class ReadOnlyAdmin(TeamScopedAdmin):
         return False
 
 
+class MembershipForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        # self.instance still holds the stored values here: the form's are applied after clean()
+        if self.instance.is_last_admin() and (cleaned.get("role") != Role.ADMIN or cleaned.get("team") != self.instance.team):
+            raise ValidationError(KEEP_AN_ADMIN)
+        return cleaned
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """The memberships of one team, edited together: whatever is changed or deleted at once,
+    a team that has an admin keeps one."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors) or not self.instance.memberships.filter(role=Role.ADMIN).exists():
+            return
+        kept = [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]
+        if not any(form.cleaned_data.get("role") == Role.ADMIN for form in kept):
+            raise ValidationError(KEEP_AN_ADMIN)
+
+
 class MembershipInline(TeamScopedInline, admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet  # judged as a whole: one admin may hand over to another
     extra = 0
     parent_team_path = "pk"
     edit_role = Role.ADMIN
@@ -142,13 +167,23 @@ class TeamAdmin(TeamScopedAdmin):
     def has_add_permission(self, request):
         return request.user.is_superuser  # anyone may create a team through the API
 
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(Membership._meta.verbose_name)  # a deleted team takes its last admin with it
+        return deleted, counts, perms_needed, protected
+
 
 @admin.register(Membership)
 class MembershipAdmin(TeamScopedAdmin):
+    form = MembershipForm
     list_display = ["user", "team", "role", "created_at"]
     list_filter = ["role", "team"]
     search_fields = ["user__username", "team__name"]
     edit_role = Role.ADMIN
+
+    def has_delete_permission(self, request, obj=None):
+        # the last admin is removed only with the team itself
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_last_admin())
 
 
 class SecretForm(forms.ModelForm):

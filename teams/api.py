@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_errors import Conflict, refuse_name_clash
-from .models import Membership, Role, Secret, Team
+from .models import KEEP_AN_ADMIN, Membership, Role, Secret, Team
 from .permissions import TeamScopedMixin
 from .serializers import MembershipSerializer, RoleSerializer, SecretSerializer, SecretValueSerializer, TeamSerializer
 
@@ -67,9 +67,6 @@ class MemberDetailView(TeamScopedMixin, APIView):
     def get_membership(self, username):
         return get_object_or_404(Membership.objects.select_related("user"), team=self.team, user__username=username)
 
-    def _is_last_admin(self, membership):
-        return membership.role == Role.ADMIN and not self.team.memberships.filter(role=Role.ADMIN).exclude(pk=membership.pk).exists()
-
     @extend_schema(responses=MembershipSerializer)
     def get(self, request, team, username):
         return Response(MembershipSerializer(self.get_membership(username)).data)
@@ -80,16 +77,16 @@ class MemberDetailView(TeamScopedMixin, APIView):
         serializer = RoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         role = serializer.validated_data["role"]
-        if role != Role.ADMIN and self._is_last_admin(membership):
-            return Response({"role": ["The team must keep at least one admin."]}, status=status.HTTP_400_BAD_REQUEST)
+        if role != Role.ADMIN and membership.is_last_admin():
+            return Response({"role": [KEEP_AN_ADMIN]}, status=status.HTTP_400_BAD_REQUEST)
         membership.role = role
         membership.save(update_fields=["role"])
         return Response(MembershipSerializer(membership).data)
 
     def delete(self, request, team, username):
         membership = self.get_membership(username)
-        if self._is_last_admin(membership):
-            return Response({"username": ["The team must keep at least one admin."]}, status=status.HTTP_400_BAD_REQUEST)
+        if membership.is_last_admin():
+            return Response({"username": [KEEP_AN_ADMIN]}, status=status.HTTP_400_BAD_REQUEST)
         membership.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -13,6 +13,8 @@ class Role(models.TextChoices):
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2}
 
+KEEP_AN_ADMIN = "The team must keep at least one admin."
+
 
 class Team(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[validate_slug_name])
@@ -48,6 +50,15 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+    def is_last_admin(self):
+        """True when this membership, as stored, is its team's only admin: demoting or removing
+        it would leave nobody able to manage the team."""
+        return (
+            self.pk is not None
+            and self.role == Role.ADMIN
+            and not Membership.objects.filter(team_id=self.team_id, role=Role.ADMIN).exclude(pk=self.pk).exists()
+        )
 
 
 class SecretQuerySet(models.QuerySet):

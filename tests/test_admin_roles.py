@@ -100,3 +100,47 @@ def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
 def test_the_login_page_serves_anonymous_visitors(client):
     response = client.get("/admin/login/?next=/admin/")
     assert response.status_code == 200 and 'name="username"' in response.content.decode()
+
+
+def unchanged(response):
+    """What an admin change form posts back when nothing is edited (its inlines included)."""
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        forms += [inline.formset.management_form, *inline.formset.forms]
+    data = {}
+    for form in forms:
+        for name in form.fields:
+            value = form[name].value()
+            if value not in (None, False):
+                data[form.add_prefix(name)] = "on" if value is True else value
+    return data
+
+
+def test_the_admin_keeps_a_team_with_an_admin(client, team, alice):
+    c = as_user(client, alice)
+    own = Membership.objects.get(team=team, user=alice)
+    url = f"/admin/teams/membership/{own.pk}/change/"
+    demoted = c.post(url, {**unchanged(c.get(url)), "role": "member"})
+    assert demoted.status_code == 200 and "The team must keep at least one admin." in demoted.content.decode()
+    assert c.get(f"/admin/teams/membership/{own.pk}/delete/").status_code == 403
+    confirm = c.post("/admin/teams/membership/", {"action": "delete_selected", "_selected_action": [own.pk]})
+    assert "have permission to delete the following types of objects" in confirm.content.decode()
+
+    team_url = f"/admin/teams/team/{team.pk}/change/"
+    data = unchanged(c.get(team_url))
+    row = next(key.rsplit("-", 1)[0] for key, value in data.items() if key.endswith("-id") and value == own.pk)
+    for change in ({f"{row}-role": "viewer"}, {f"{row}-DELETE": "on"}):
+        response = c.post(team_url, {**data, **change})
+        assert response.status_code == 200 and "The team must keep at least one admin." in response.content.decode()
+    own.refresh_from_db()
+    assert own.role == Role.ADMIN
+
+    bob_row = next(key.rsplit("-", 1)[0] for key, value in data.items() if key.endswith("-id") and value == team.memberships.get(user__username="bob").pk)
+    handed_over = c.post(team_url, {**data, f"{row}-role": "member", f"{bob_row}-role": "admin"})
+    assert handed_over.status_code == 302
+    assert dict(team.memberships.values_list("user__username", "role")) == {"alice": "member", "bob": "admin", "vic": "viewer"}
+
+
+def test_a_team_admin_may_delete_the_team_with_its_memberships(client, team, alice):
+    response = as_user(client, alice).post(f"/admin/teams/team/{team.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not Team.objects.filter(pk=team.pk).exists()
