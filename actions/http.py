@@ -2,6 +2,7 @@
 link-local addresses refused at connect time (the resolved IP is checked and pinned, so DNS
 rebinding cannot slip past) unless WEBHOOK_ALLOW_PRIVATE_IPS is on."""
 
+import threading
 from importlib.metadata import PackageNotFoundError, version
 
 import requests
@@ -27,10 +28,47 @@ def session():
     return Manager(config).get_session()
 
 
+class DeadlineExceeded(requests.Timeout):
+    pass
+
+
+def attempt_deadline():
+    """The longest one attempt may take: connect and read timeout together. HTTP clients apply
+    the read timeout to each read, so without this a receiver that drips a byte at a time could
+    hold an attempt, and so outlive the delivery lease (`automations.delivery.delivery_lease`)."""
+    return float(sum(settings.WEBHOOK_TIMEOUT))
+
+
+def within_deadline(call, seconds=None):
+    """`call()`'s result, or DeadlineExceeded once `seconds` have passed. The call runs in a
+    daemon thread; an abandoned one ends by itself at the receiver's next pause."""
+    seconds = attempt_deadline() if seconds is None else seconds
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="tripline-send", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise DeadlineExceeded(f"no complete answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def post(url, body: bytes, headers):
     """POST exact bytes; raises requests exceptions (timeouts, refused addresses) to the caller."""
-    with session() as s:
-        return s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT), allow_redirects=False)
+
+    def send():
+        with session() as s:
+            return s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT), allow_redirects=False)
+
+    return within_deadline(send)
 
 
 RequestException = requests.RequestException

@@ -128,11 +128,13 @@ class SlackTransport(Transport):
         slack = message.slack
         request = {"method": "chat.postMessage", "channel": integration.channel, "text": slack["text"], "blocks": slack["blocks"]}
         token = integration.token_secret.value
-        client = WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=int(sum(settings.WEBHOOK_TIMEOUT)))
+        client = WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=int(http.attempt_deadline()))
         client.retry_handlers = []  # a 429 is rescheduled by the caller, never slept on in a worker
         started = time.monotonic()
         try:
-            response = client.chat_postMessage(channel=integration.channel, text=slack["text"], blocks=slack["blocks"], unfurl_links=False)
+            response = http.within_deadline(
+                lambda: client.chat_postMessage(channel=integration.channel, text=slack["text"], blocks=slack["blocks"], unfurl_links=False)
+            )
             return DeliveryResult(ok=True, status_code=response.status_code, response_body=json.dumps(response.data)[:RESPONSE_LIMIT],
                                   duration_ms=WebhookTransport._ms(started), request=request)
         except SlackApiError as exc:

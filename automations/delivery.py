@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from actions.http import attempt_deadline
 from actions.payloads import MASK, render
 from actions.transports import TRANSPORTS, DeliveryResult, Message
 
@@ -23,8 +24,8 @@ MAX_RETRY_AFTER = 86400
 
 
 def delivery_lease():
-    """How long a worker holds an execution while sending: the whole timeout and a margin."""
-    return timedelta(seconds=sum(settings.WEBHOOK_TIMEOUT) + 10)
+    """How long a worker holds an execution while sending: one attempt's deadline and a margin."""
+    return timedelta(seconds=attempt_deadline() + 10)
 
 
 def max_attempts():

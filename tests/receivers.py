@@ -19,7 +19,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status, headers, payload, delay = receiver.script.pop(0) if receiver.script else (200, {}, b"ok", 0)
+                status, headers, payload, delay, drip = receiver.script.pop(0) if receiver.script else (200, {}, b"ok", 0, 0)
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
@@ -28,7 +28,12 @@ class Receiver:
                 payload = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not drip:
+                    self.wfile.write(payload)
+                for i in range(len(payload) if drip else 0):  # a byte at a time, never pausing long
+                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
 
             def log_message(self, *args):
                 pass
@@ -38,8 +43,10 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def answer(self, status, body=b"", headers=None, delay=0):
-        self.script.append((status, headers or {}, body, delay))
+    def answer(self, status, body=b"", headers=None, delay=0, drip=0):
+        """Script the next answer: after `delay` seconds; with `drip`, the body a byte every
+        `drip` seconds."""
+        self.script.append((status, headers or {}, body, delay, drip))
         return self
 
     def close(self):

@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import Webhook
 
 from actions.models import Integration
 from actions.transports import DeliveryResult
-from automations.delivery import claim, deliver, finish
+from automations.delivery import claim, deliver, delivery_lease, finish
 from automations.dispatch import dispatch, recover_abandoned, tick
 from automations.models import Execution
 from teams.models import Secret
@@ -155,6 +155,23 @@ def test_timeouts_are_retried(team, project, api, bob, receiver, webhook, settin
     trigger(api, bob)
     [execution] = fired(automation)
     assert execution.status == "pending" and "Timeout" in execution.error
+    tick()
+    execution.refresh_from_db()
+    assert execution.status == "succeeded" and execution.attempt_count == 2
+
+
+def test_a_receiver_that_drips_its_answer_cannot_outlast_the_lease(team, project, api, bob, receiver, webhook, settings):
+    # Each pause (0.4 s) is shorter than the read timeout, so only a deadline on the whole
+    # attempt (connect + read: 1.5 s) stops it before the lease (11.5 s) runs out.
+    settings.WEBHOOK_TIMEOUT = (1, 0.5)
+    settings.WEBHOOK_RETRY_SCHEDULE = [0]
+    receiver.answer(200, b"x" * 30, drip=0.4)
+    automation = alias_automation(team, webhook)
+    trigger(api, bob)
+    [execution] = fired(automation)
+    assert execution.status == "pending" and "no complete answer within 1.5 s" in execution.error
+    attempt = execution.attempts.get()
+    assert 1500 <= attempt.duration_ms < delivery_lease().total_seconds() * 1000
     tick()
     execution.refresh_from_db()
     assert execution.status == "succeeded" and execution.attempt_count == 2
