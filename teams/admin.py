@@ -141,7 +141,7 @@ class MembershipFormSet(BaseInlineFormSet):
 
     def clean(self):
         super().clean()
-        if any(self.errors) or not self.instance.memberships.filter(role=Role.ADMIN).exists():
+        if any(self.errors) or self.instance.pk is None or not self.instance.memberships.filter(role=Role.ADMIN).exists():
             return
         kept = [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]
         if not any(form.cleaned_data.get("role") == Role.ADMIN for form in kept):

@@ -111,7 +111,7 @@ def unchanged(response):
     for form in forms:
         for name in form.fields:
             value = form[name].value()
-            if value not in (None, False):
+            if value is not None and value is not False:
                 data[form.add_prefix(name)] = "on" if value is True else value
     return data
 
@@ -144,3 +144,14 @@ def test_the_admin_keeps_a_team_with_an_admin(client, team, alice):
 def test_a_team_admin_may_delete_the_team_with_its_memberships(client, team, alice):
     response = as_user(client, alice).post(f"/admin/teams/team/{team.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Team.objects.filter(pk=team.pk).exists()
+
+
+def test_a_superuser_adds_a_team_with_its_first_admin(client, alice, bob):
+    alice.is_superuser = alice.is_staff = True
+    alice.save()
+    c = as_user(client, alice)
+    data = {**unchanged(c.get("/admin/teams/team/add/")), "name": "newteam", "memberships-TOTAL_FORMS": "1",
+            "memberships-0-user": bob.pk, "memberships-0-role": "admin"}
+    response = c.post("/admin/teams/team/add/", data)
+    assert response.status_code == 302
+    assert Team.objects.get(name="newteam").memberships.get().user == bob
