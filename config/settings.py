@@ -136,12 +136,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# A task is one evaluation, or one delivery attempt, which gives up after connect + read timeout
+# in all: the task timeout leaves room for the longest, and a task is retried only after it.
+Q_TIMEOUT = max(120, int(sum(WEBHOOK_TIMEOUT)) + 60)
 Q_CLUSTER = {
     "name": env.str("Q_NAME", default="tripline"),
     "workers": env.int("Q_WORKERS", default=2),
-    # A task is delivery of one attempt (at most connect+read timeout) or one evaluation.
-    "timeout": 120,
-    "retry": 180,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 60,
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
