@@ -6,11 +6,12 @@ from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
 from actions.models import Integration
-from actions.payloads import MASK, VARIABLES, render, sample_context
+from actions.payloads import MASK, VARIABLES, render
 from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
 from tracking.models import ArtifactCollection
 
 from .api import redeliver, test_automation
+from .context import sample_context_for
 from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
 from .spec import ACTION_FIELDS, AGGS, CMPS, DIRS, EVENT_FIELDS, RUN_STATES, SEVERITIES, SpecError, parse_action, parse_event, parse_scope
 
@@ -201,7 +202,7 @@ class AutomationAdmin(TeamScopedAdmin):
         if not obj.pk or obj.action_type != ActionType.WEBHOOK:
             return "Saved webhook automations show their payload rendered from a sample event here."
         masks = {name: MASK for name in obj.integration.attached_secrets()} if obj.integration else {}
-        rendered = render(obj.action_config.get("payload", {}), sample_context(obj.name), masks)
+        rendered = render(obj.action_config.get("payload", {}), sample_context_for(obj), masks)
         return format_html("<pre>{}</pre>", json.dumps(rendered, indent=2, ensure_ascii=False))
 
     def render_change_form(self, request, context, *args, **kwargs):

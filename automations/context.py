@@ -3,7 +3,36 @@
 
 from actions.payloads import render, sample_context
 
+from .models import METRIC_EVENTS, RUN_EVENTS, EventType
+
 SEVERITY_EMOJI = {"INFO": ":information_source:", "WARN": ":warning:", "ERROR": ":rotating_light:"}
+
+
+def sample_context_for(automation):
+    """Sample values for a test or a preview of `automation`: its own team, scope, event type and
+    metric; made-up names only where the scope leaves them open."""
+    context = sample_context(automation.name)
+    collection = automation.collection
+    project = automation.project or (collection.project if collection else None)
+    registry = automation.registry or (collection.registry if collection else None)
+    if project or registry:
+        context.update(project_name=project.name if project else "", registry_name=registry.name if registry else "")
+    context.update(event_type=automation.event_type, entity_name=automation.team.name)
+    if automation.event_type in RUN_EVENTS:
+        states = automation.event_filter.get("states") or ["RUNNING"]
+        context.update(
+            artifact_collection_name="", artifact_version="", artifact_version_string="", artifact_version_index="", artifact_metadata={},
+            alias="", run_id="sample-run", run_name="sample run",
+            run_state=states[0].lower() if automation.event_type == EventType.RUN_STATE else "running",
+        )
+        if automation.event_type in METRIC_EVENTS:
+            metric = automation.event_filter["metric"]
+            context.update(metric_name=metric, metric_value=0.05, metric_values=[0.09, 0.07, 0.05], metric_filter=f"the condition on {metric} (sample values)")
+        return context
+    name = collection.name if collection else context["artifact_collection_name"]
+    place = context["registry_name"] or context["project_name"]
+    context.update(artifact_collection_name=name, artifact_version_string=f"{context['entity_name']}/{place}/{name}:v{context['artifact_version_index']}")
+    return context
 
 
 def payload_context(execution):
@@ -34,8 +63,8 @@ def payload_context(execution):
         "metric_filter": "",
     }
     if event.sample:
-        # A test of the automation: sample values, under the real names of team and scope.
-        context = {**sample_context(automation.name), **{k: v for k, v in context.items() if v not in ("", {}, None)}}
+        # A test of the automation: sample values, with what the sample event really has.
+        context = {**sample_context_for(automation), **{k: v for k, v in context.items() if v not in ("", {}, None)}}
     context.update({k: v for k, v in execution.context.items() if k in context})
     return context
 

@@ -56,7 +56,7 @@ def test_the_admin_previews_the_payload_with_secrets_masked(admin_client, team, 
     automation = make_automation(team, "hook", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"},
                                  {"type": "WEBHOOK", "integration": hook["id"], "payload": {"v": "${artifact_version_string}", "t": "${TOKEN}"}})
     page = admin_client.get(f"/admin/automations/automation/{automation.pk}/change/").content.decode()
-    assert "acme/models/classifier:v3" in page and "********" in page and "super-secret-value" not in page
+    assert "acme/vision/classifier:v3" in page and "********" in page and "super-secret-value" not in page
     assert 'id="automation-field-map"' in page
 
 

@@ -211,7 +211,18 @@ def test_automation_test_runs_once_without_retry(team, project, api, bob, receiv
     result = api(bob).post(f"{T}/automations/{automation.pk}/test/").json()
     assert result["status"] == "failed" and result["is_test"] is True and len(result["attempts"]) == 1
     assert result["attempts"][0]["status_code"] == 500
-    assert json.loads(receiver.requests[0]["body"])["version"] == "acme/models/classifier:v3"
+    assert json.loads(receiver.requests[0]["body"])["version"] == "acme/vision/classifier:v3"  # the scope's project
+
+
+def test_a_metric_automation_test_sends_sample_run_values(team, project, api, bob, receiver, webhook):
+    payload = {"team": "${entity_name}", "project": "${project_name}", "run": "${run_id}", "metric": "${metric_name}",
+               "value": "${metric_value}", "version": "${artifact_version_string}"}
+    automation = make_automation(team, "loss watch", {"type": "project", "project": "vision"},
+                                 {"type": "RUN_METRIC_THRESHOLD", "metric": "val/loss", "window": 3, "agg": "AVERAGE", "cmp": "$lt", "threshold": 0.1},
+                                 {"type": "WEBHOOK", "integration": webhook["id"], "payload": payload})
+    assert api(bob).post(f"{T}/automations/{automation.pk}/test/").json()["status"] == "succeeded"
+    assert json.loads(receiver.requests[0]["body"]) == {"team": "acme", "project": "vision", "run": "sample-run", "metric": "val/loss",
+                                                        "value": 0.05, "version": ""}
 
 
 def test_redeliver_sends_again_with_the_same_id(team, project, api, bob, vic, receiver, webhook):
