@@ -41,7 +41,6 @@ class Integration(models.Model):
     channel = models.CharField(max_length=128, blank=True, help_text="Channel id (C0123…) or name (#deploys).")
     token_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                      help_text="The Slack bot token (xoxb-…).")
-    slack_next_slot = models.DateTimeField(null=True, blank=True, editable=False)
     # state
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
@@ -107,3 +106,15 @@ class Integration(models.Model):
         self.enabled = False
         self.disabled_reason = reason[:300]
         self.save(update_fields=["enabled", "disabled_reason"])
+
+
+class SlackChannelSlot(models.Model):
+    """When the next message may go to a Slack channel: Slack takes about one a second per
+    channel, whichever integration posts it. Keyed by the channel as integrations name it."""
+
+    channel = models.CharField(max_length=128, unique=True)
+    next_slot = models.DateTimeField()
+
+    @staticmethod
+    def key(channel):
+        return channel.strip().lstrip("#").lower()

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from actions.http import attempt_deadline
+from actions.models import SlackChannelSlot
 from actions.payloads import MASK, render
 from actions.transports import TRANSPORTS, DeliveryResult, Message
 
@@ -107,12 +108,10 @@ def skip(execution, reason):
 
 
 def take_slack_slot(integration):
-    now = timezone.now()
-    return bool(
-        type(integration).objects.filter(Q(slack_next_slot__isnull=True) | Q(slack_next_slot__lte=now), pk=integration.pk).update(
-            slack_next_slot=now + SLACK_INTERVAL
-        )
-    )
+    """Reserve the channel's next second; False when another message just took it."""
+    now, key = timezone.now(), SlackChannelSlot.key(integration.channel)
+    SlackChannelSlot.objects.get_or_create(channel=key, defaults={"next_slot": now})
+    return bool(SlackChannelSlot.objects.filter(channel=key, next_slot__lte=now).update(next_slot=now + SLACK_INTERVAL))
 
 
 def postpone(execution, seconds):

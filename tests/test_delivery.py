@@ -331,14 +331,22 @@ def test_an_execution_of_an_automation_disabled_before_delivery_is_skipped(team,
     assert execution.status == "skipped" and "disabled" in execution.error and len(receiver.requests) == 1
 
 
-def test_slack_sends_about_one_message_per_second_per_integration(team, project, api, bob, slack, slack_integration):
-    slack.ok().ok()
-    automation = slack_automation(team, slack_integration)
+def test_slack_sends_about_one_message_per_second_per_channel(team, project, api, alice, bob, slack, slack_integration):
+    slack.ok().ok().ok()
+    # a second integration posting to the same channel (named as a channel name), and one to another channel
+    for name, channel in [("alerts-too", "#C0Deploy"), ("elsewhere", "C0OTHER")]:
+        created = api(alice).post(f"{T}/integrations/", {"kind": "slack", "name": name, "channel": channel, "token_secret": "SLACK_BOT"}, format="json")
+        assert created.status_code == 201, created.content
+    automations = [slack_automation(team, slack_integration)]
+    for name in ("alerts-too", "elsewhere"):
+        automations.append(make_automation(team, f"notify {name}", {"type": "project", "project": "vision"},
+                                           {"type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^prod"}, {"type": "SLACK", "integration": name}))
     trigger(api, bob)
-    trigger(api, bob, alias="prod-eu")
-    first, second = fired(automation)
-    assert first.status == "succeeded" and second.status == "pending" and second.attempt_count == 0
-    assert 0 < (second.next_attempt_at - first.attempts.get().started_at).total_seconds() <= 2
+    [one], [two], [other_channel] = (fired(a) for a in automations)
+    assert other_channel.status == "succeeded"
+    [sent], [waiting] = [e for e in (one, two) if e.status == "succeeded"], [e for e in (one, two) if e.status == "pending"]
+    assert waiting.attempt_count == 0 and 0 < (waiting.next_attempt_at - sent.attempts.get().started_at).total_seconds() <= 2
+    assert sorted(m["channel"] for m in slack.messages()) == ["C0DEPLOY", "C0OTHER"]
 
 
 def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_newer_delivery(team, project, api, bob, receiver, webhook):
