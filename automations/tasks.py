@@ -3,7 +3,9 @@
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -12,10 +14,11 @@ from events.models import Event
 from . import dispatch
 from .delivery import deliver
 from .matching import candidates, load_conditions, match
-from .models import ActionType, Automation, Execution, ExecutionStatus
+from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus
 
 logger = logging.getLogger("tripline.evaluate")
 SWEEP_AGE = timedelta(seconds=30)
+PRUNE_BATCH = 2000
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
@@ -76,4 +79,24 @@ def sweep():
     if ids:
         logger.warning("sweep: re-enqueued %d unevaluated events", len(ids))
     dispatch.tick()
+    prune()
+    return len(ids)
+
+
+def prune():
+    """Delete events older than RETENTION_DAYS with their executions and attempts, a batch per
+    sweep. Kept: an event evaluated within that time (a late evaluation), or with an execution
+    still to deliver or finished within it (a redelivery)."""
+    if not settings.RETENTION_DAYS:
+        return 0
+    cutoff = timezone.now() - timedelta(days=settings.RETENTION_DAYS)
+    live = Execution.objects.filter(Q(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING]) | Q(finished_at__gte=cutoff), event=OuterRef("pk"))
+    expired = Event.objects.filter(created_at__lt=cutoff, evaluated_at__lt=cutoff).exclude(Exists(live))
+    ids = list(expired.order_by("id").values_list("pk", flat=True)[:PRUNE_BATCH])
+    if ids:
+        with transaction.atomic():
+            DeliveryAttempt.objects.filter(execution__event_id__in=ids).delete()
+            Execution.objects.filter(event_id__in=ids).delete()
+            Event.objects.filter(pk__in=ids).delete()
+        logger.info("sweep: pruned %d events older than %d days with their executions", len(ids), settings.RETENTION_DAYS)
     return len(ids)

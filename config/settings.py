@@ -43,6 +43,10 @@ WEBHOOK_TIMEOUT = tuple(float(s) for s in env.list("WEBHOOK_TIMEOUT", default=["
 if len(WEBHOOK_TIMEOUT) != 2:
     raise ImproperlyConfigured("WEBHOOK_TIMEOUT takes two numbers: connect,read")
 AUTOMATION_COOLDOWN = env.int("AUTOMATION_COOLDOWN", default=86400)
+# Days to keep events with their executions and delivery attempts; 0 keeps them for ever.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=0)
+if RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("RETENTION_DAYS takes a number of days, 0 to keep everything")
 
 INSTALLED_APPS = [
     "config.admin_site.TriplineAdminConfig",

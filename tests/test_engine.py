@@ -364,3 +364,29 @@ def test_executions_api_lists_filters_and_shows_detail(team, bobc, api, vic, cha
     assert detail["attempts"] == [] and detail["request"] == {"action": "NO_OP"}
     assert api(charlie).get(f"{T}/executions/{item['id']}/").status_code == 404
     assert Execution.objects.count() == 1
+
+
+def test_retention_prunes_old_events_with_their_executions_but_keeps_unfinished_work(team, bobc, settings):
+    done = make_automation(team, "done", PROJECT, {"type": "CREATE_ARTIFACT"})
+    for _ in range(3):
+        new_version(bobc)
+    old, recent, waiting = (execution.event for execution in fired(done))
+    waiting_execution = fired(done)[2]
+    waiting_execution.attempts.create(number=1, started_at=waiting_execution.triggered_at)
+    Execution.objects.filter(pk=waiting_execution.pk).update(status="pending")  # a retry still to come
+    unevaluated = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=old.project)  # its task was lost
+    long_ago = old.created_at.replace(year=2020)
+    Event.objects.filter(pk__in=[old.pk, waiting.pk, unevaluated.pk]).update(created_at=long_ago)
+    Event.objects.filter(pk__in=[old.pk, waiting.pk]).update(evaluated_at=long_ago)
+    Execution.objects.filter(event=old).update(finished_at=long_ago)
+
+    settings.RETENTION_DAYS = 0
+    sweep()  # evaluates the lost event now, so it fires now
+    assert Event.objects.filter(pk=old.pk).exists() and len(fired(done)) == 4  # 0 keeps everything
+
+    settings.RETENTION_DAYS = 30
+    sweep()
+    assert not Event.objects.filter(pk=old.pk).exists()
+    assert Event.objects.filter(pk__in=[recent.pk, waiting.pk, unevaluated.pk]).count() == 3
+    assert [e.event_id for e in fired(done)] == [recent.pk, waiting.pk, unevaluated.pk]
+    assert waiting_execution.attempts.count() == 1
