@@ -38,7 +38,8 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+                    # SIGTERM, not SIGINT: a process started in the background ignores SIGINT
+                    child.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 15
             for child in children:
                 try:
