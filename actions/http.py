@@ -39,10 +39,10 @@ def attempt_deadline():
     return float(sum(settings.WEBHOOK_TIMEOUT))
 
 
-def within_deadline(call, seconds=None):
-    """`call()`'s result, or DeadlineExceeded once `seconds` have passed. The call runs in a
-    daemon thread; an abandoned one ends by itself at the receiver's next pause."""
-    seconds = attempt_deadline() if seconds is None else seconds
+def within_deadline(call):
+    """`call()`'s result, or DeadlineExceeded once the attempt deadline has passed. The call runs
+    in a daemon thread; an abandoned one ends by itself at the receiver's next pause."""
+    seconds = attempt_deadline()
     outcome = {}
 
     def run():
