@@ -32,11 +32,11 @@ def evaluate_event(event_id):
     any has something to deliver. Safe to run twice: executions are unique per (automation,
     event), and the event is locked while it is evaluated, so a second evaluation finds it
     evaluated, or being evaluated (skipped), with one query."""
+    waiting = Event.objects.filter(pk=event_id, evaluated_at__isnull=True, sample=False)
+    if not waiting.exists():  # a duplicate or late task: one query, and no write lock taken
+        return []
     with transaction.atomic():
-        event = (
-            Event.objects.select_for_update(skip_locked=True, of=("self",)).select_related("run__user", "team")
-            .filter(pk=event_id, evaluated_at__isnull=True, sample=False).first()
-        )
+        event = waiting.select_for_update(skip_locked=True, of=("self",)).select_related("run__user", "team").first()
         if event is None:
             return []
         automations = list(candidates(event, Automation.objects.all()))

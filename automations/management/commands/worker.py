@@ -18,6 +18,7 @@ only this process holds, and kills its group when the pipe closes, however this 
 """
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from django.db import close_old_connections
 
 logger = logging.getLogger("tripline.worker")
 GROUP_GONE_WITHIN = 5.0  # seconds to wait for the killed cluster's processes to be gone
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 class Command(BaseCommand):
@@ -49,13 +51,15 @@ class Command(BaseCommand):
         from automations import dispatch, lifecycle
 
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        stopping = threading.Event()
+        stopping = []
 
         def stop(*_):
-            stopping.set()
+            # Only a flag: taking a lock here could deadlock, as django-q2's handler does.
+            stopping.append(True)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        become_subreaper()
         lifeline, keep = os.pipe()
         cluster = subprocess.Popen(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "worker", "--cluster-lifeline", str(lifeline)],
@@ -63,23 +67,34 @@ class Command(BaseCommand):
         )
         os.close(lifeline)
         try:
-            while not stopping.is_set() and cluster.poll() is None:
+            while not stopping and cluster.poll() is None:
                 try:
                     dispatch.tick()
                 except Exception:  # the ticker must outlive a database hiccup
                     logger.exception("dispatch tick failed")
                 finally:
                     close_old_connections()
-                stopping.wait(tick)
+                until = time.monotonic() + tick
+                while not stopping and time.monotonic() < until:
+                    time.sleep(0.05)
         finally:
+            started = time.monotonic()
             kill_cluster(cluster)
             os.close(keep)
+            logger.info("cluster killed in %.2f s", time.monotonic() - started)
             try:
                 if lifecycle.hand_back(worker):
                     dispatch.nudge("deliver", force=True)  # a nudge waiting in the killed cluster is gone with it
             except Exception:  # the database is away: the leases run out and the ticker of another worker takes them back
                 logger.exception("could not hand back this worker's executions")
             logger.info("worker %s stopped", worker)
+
+
+def become_subreaper():
+    """On Linux, adopt the cluster's orphaned processes when it is killed, so that they are reaped
+    (and known gone) at once rather than whenever init gets to them."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def kill_cluster(cluster):
@@ -95,7 +110,7 @@ def kill_cluster(cluster):
             os.killpg(cluster.pid, 0)
         except ProcessLookupError:
             return
-        try:  # orphans of the group are ours to reap when this process is PID 1 (a container)
+        try:  # its orphans are ours to reap (a subreaper, or PID 1 in a container)
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
