@@ -141,6 +141,20 @@ class LiveTripline:
             conn.execute(sql)
 
 
+def running_in_session(sid):
+    """The pids of live (not zombie) processes in session `sid` (Linux)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+        if fields[3] == str(sid) and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
 def wait_for(predicate, timeout=30, interval=0.2, message="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
