@@ -377,3 +377,42 @@ def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_newer_delivery(team
     execution.refresh_from_db()
     assert execution.status == "succeeded" and execution.error == "" and execution.attempt_count == 2
     assert deliver(stale).attempts.count() == 2  # and it cannot start another attempt either
+
+
+def test_slack_slots_are_per_bot_and_channel_not_per_channel_name(team, slack_integration, charlie):
+    from actions.models import SlackChannelSlot
+    from teams.models import Team
+
+    rivals = Team.objects.create(name="rivals")  # another team, its own workspace
+    their_bot = Secret.objects.create(team=rivals, name="SLACK_BOT", value="xoxb-another-workspace")
+    ours = Integration.objects.get(pk=slack_integration["id"])
+    theirs = Integration.objects.create(team=rivals, kind="slack", name="alerts", channel="C0DEPLOY", token_secret=their_bot)
+    ours_again = Integration.objects.create(team=team, kind="slack", name="alerts-too", channel="#c0deploy", token_secret=ours.token_secret)
+    assert SlackChannelSlot.take(ours) is None
+    assert SlackChannelSlot.take(theirs) is None  # same channel name, another workspace: not slowed
+    assert SlackChannelSlot.take(ours_again) is not None  # same bot, same channel: shares the second
+    assert not any("xoxb" in key for key in SlackChannelSlot.objects.values_list("key", flat=True))
+
+
+def test_a_slack_automation_test_waits_its_turn_and_is_never_retried(team, project, api, bob, slack, slack_integration, fast_retries):
+    from actions.models import SlackChannelSlot
+
+    automation = slack_automation(team, slack_integration)
+    integration = Integration.objects.get(pk=slack_integration["id"])
+    slack.ok()
+    assert SlackChannelSlot.take(integration) is None  # a message just went to the channel
+    result = api(bob).post(f"{T}/automations/{automation.pk}/test/").json()
+    assert result["status"] == "succeeded" and len(slack.messages()) == 1  # waited a second, then sent
+    SlackChannelSlot.objects.update(next_slot=timezone.now() + timedelta(minutes=1))  # a flood in progress
+    busy = api(bob).post(f"{T}/automations/{automation.pk}/test/").json()
+    assert busy["status"] == "failed" and "is busy" in busy["error"] and busy["attempts"] == []
+    SlackChannelSlot.objects.update(next_slot=timezone.now())
+    slack.error("ratelimited", status=429, headers={"Retry-After": "1"})
+    limited = api(bob).post(f"{T}/automations/{automation.pk}/test/").json()
+    assert limited["status"] == "failed" and len(limited["attempts"]) == 1
+    tick()
+    assert not Execution.objects.filter(status__in=["pending", "running"]).exists()
+    assert len(slack.requests) == 2
+    SlackChannelSlot.objects.update(next_slot=timezone.now() + timedelta(minutes=1))
+    outcome = api(team.memberships.get(role="admin").user).post(f"{T}/integrations/{integration.pk}/test/").json()
+    assert outcome["ok"] is False and "is busy" in outcome["error"] and len(slack.requests) == 2
