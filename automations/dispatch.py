@@ -14,6 +14,7 @@ nothing to do and costs a query.
 """
 
 import logging
+import os
 from datetime import timedelta
 
 from django.db.models import Q
@@ -59,7 +60,15 @@ def started(kind, token):
 
 
 def broker_idle():
-    return Conf.SYNC or get_broker().queue_size() == 0
+    return Conf.SYNC or _broker().queue_size() == 0
+
+
+_brokers = {}
+
+
+def _broker():
+    """This process's broker connection, made once (get_broker connects anew on each call)."""
+    return _brokers.get(os.getpid()) or _brokers.setdefault(os.getpid(), get_broker())
 
 
 def late_events():

@@ -106,7 +106,8 @@ class LiveTripline:
         return proc
 
     def kill(self, name, sig=signal.SIGKILL):
-        """Kill a process and its children (a worker's qcluster and its pool) at once."""
+        """Signal a process's group (each runs in its own session). A worker's cluster runs in a
+        group of its own and dies with its worker, however the worker ends."""
         proc = self.procs.pop(name)
         try:
             os.killpg(proc.pid, sig)
