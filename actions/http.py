@@ -9,7 +9,6 @@ first, so a receiver that answers with an endless body costs a worker nothing.
 
 import codecs
 import threading
-import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit

@@ -144,13 +144,8 @@ def test_automation(automation, actor=None):
         event = sample_event(automation)
         event.actor = actor
         event.save(update_fields=["actor"])
-        if automation.action_type == ActionType.NO_OP:
-            now = timezone.now()
-            execution = Execution.objects.create(automation=automation, event=event, is_test=True, status=ExecutionStatus.SUCCEEDED,
-                                                 started_at=now, finished_at=now, request={"action": "NO_OP"})
-        else:
-            execution = lifecycle.start_test(automation, event)
-    if automation.action_type != ActionType.NO_OP:
+        execution = lifecycle.start_test(automation, event)
+    if execution.status == ExecutionStatus.RUNNING:
         deliver(execution)
     return execution_queryset().get(pk=execution.pk)
 

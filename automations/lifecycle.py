@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from actions.http import attempt_deadline
 
-from .models import DeliveryAttempt, Execution, ExecutionStatus as S
+from .models import ActionType, DeliveryAttempt, Execution, ExecutionStatus as S
 
 logger = logging.getLogger("tripline.delivery")
 CANDIDATES = 20  # due executions looked at per claim: racing workers move on to the next one
@@ -98,10 +98,20 @@ def load(pk):
     ).get(pk=pk)
 
 
+def initial(automation, now):
+    """The state an execution starts in: due at once, or done already when there is nothing to
+    send (NO_OP)."""
+    if automation.action_type == ActionType.NO_OP:
+        return {"status": S.SUCCEEDED, "started_at": now, "finished_at": now, "next_attempt_at": None, "request": {"action": "NO_OP"}}
+    return {"status": S.PENDING, "next_attempt_at": now}
+
+
 def start_test(automation, event):
-    """A test of `automation`: an execution created already claimed by this process, so it is
-    sent here and now, once, and never waits in the queue."""
-    return load(Execution.objects.create(automation=automation, event=event, is_test=True, **_claimed_fields(timezone.now())).pk)
+    """A test of `automation`: an execution created already claimed by this process, so that it
+    is sent here and now, once, and never waits in the queue (or done, for a NO_OP)."""
+    now = timezone.now()
+    fields = initial(automation, now) if automation.action_type == ActionType.NO_OP else _claimed_fields(now)
+    return load(Execution.objects.create(automation=automation, event=event, is_test=True, **fields).pk)
 
 
 def held(execution):

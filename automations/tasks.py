@@ -58,15 +58,10 @@ def evaluate_event(event_id):
 
 
 def create_execution(automation, event, context):
-    """The new execution, or None when this event already triggered this automation.
-    A NO_OP execution is complete as soon as it exists."""
-    now = timezone.now()
-    fields = {"context": context, "next_attempt_at": now}
-    if automation.action_type == ActionType.NO_OP:
-        fields.update(status=ExecutionStatus.SUCCEEDED, finished_at=now, next_attempt_at=None, request={"action": "NO_OP"})
+    """The new execution, or None when this event already triggered this automation."""
     try:
         with transaction.atomic():
-            execution = Execution.objects.create(automation=automation, event=event, **fields)
+            execution = Execution.objects.create(automation=automation, event=event, context=context, **lifecycle.initial(automation, timezone.now()))
     except IntegrityError:
         return None
     return execution

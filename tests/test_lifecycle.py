@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from actions.models import Integration
 from actions.transports import DeliveryResult
 from automations import dispatch, lifecycle
 from automations.models import DeliveryAttempt, Execution, Nudge
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def automation(team, project):
-    return make_automation(team, "a", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+    hook = Integration.objects.create(team=team, kind="webhook", name="hook", url="http://127.0.0.1:9/")  # never sent to here
+    return make_automation(team, "a", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"},
+                           {"type": "WEBHOOK", "integration": hook.pk, "payload": {}})
 
 
 def new_execution(automation, n=0, **fields):
@@ -222,6 +225,8 @@ def test_a_test_execution_is_sent_once_and_never_delivered_again(automation):
     Execution.objects.filter(pk=test.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     lifecycle.recover_abandoned()  # its process died mid-send
     assert refreshed(test).status == "failed" and lifecycle.claim() is None
+    no_op = make_automation(automation.team, "nothing to send", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+    assert lifecycle.start_test(no_op, event).status == "succeeded"
 
 
 # --- nudges
