@@ -39,6 +39,15 @@ def build_message(execution):
 
 def deliver(execution):
     """Send a claimed execution once and record what happened. Returns the execution."""
+    try:
+        return _deliver(execution)
+    except Exception as exc:  # a bug, an undecryptable secret: fail it visibly rather than hold it until its lease runs out
+        logger.error("execution %s could not be delivered: %s: %s", execution.pk, type(exc).__name__, exc)
+        lifecycle.finish(execution, None, DeliveryResult(ok=False, error=f"could not be delivered: {type(exc).__name__}: {exc}"), retry=False)
+        return execution
+
+
+def _deliver(execution):
     automation = execution.automation
     integration = automation.integration
     if not automation.enabled and not execution.is_test:

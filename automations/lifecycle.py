@@ -86,7 +86,12 @@ def claim(exclude=()):
     for pk in candidates.values_list("pk", flat=True)[:CANDIDATES]:
         fields = _claimed_fields(now)
         if Execution.objects.filter(due(now), pk=pk).update(**fields):
-            return load(pk)
+            try:
+                return load(pk)
+            except Exception as exc:  # e.g. its secrets cannot be decrypted: fail it visibly, never loop on it
+                logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
+                mine = Execution.objects.filter(pk=pk, lease_token=fields["lease_token"])
+                give_up(mine, f"could not be delivered: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -124,7 +129,7 @@ def start_attempt(execution):
     """Record the attempt about to be sent, numbered and counted in one transaction; None when the
     lease was lost, or the round has used its attempts (the execution then gives up)."""
     if execution.attempt_count - execution.round_start >= cap(execution):
-        give_up(held(execution), execution, f"gave up after {execution.attempt_count - execution.round_start} attempts")
+        give_up(held(execution), f"gave up after {execution.attempt_count - execution.round_start} attempts")
         return None
     if not held(execution).update(attempt_count=F("attempt_count") + 1):
         return None
@@ -192,7 +197,7 @@ def postpone(execution, until):
     return bool(held(execution).update(**RELEASED, status=S.PENDING, next_attempt_at=until))
 
 
-def give_up(queryset, execution, reason):
+def give_up(queryset, reason):
     return bool(queryset.update(**RELEASED, status=S.FAILED, error=reason, finished_at=timezone.now(), next_attempt_at=None))
 
 
@@ -207,7 +212,7 @@ def _release_lost(queryset, why):
         mine = Execution.objects.filter(pk=execution.pk, status=S.RUNNING, lease_token=execution.lease_token)
         with transaction.atomic():
             if made >= cap(execution):
-                done = give_up(mine, execution, f"gave up after {made} attempt{'s' if made != 1 else ''}: {WORKER_LOST} ({why})")
+                done = give_up(mine, f"gave up after {made} attempt{'s' if made != 1 else ''}: {WORKER_LOST} ({why})")
             else:
                 done = mine.update(**RELEASED, status=S.PENDING, next_attempt_at=now)
             if done:

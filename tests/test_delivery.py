@@ -416,3 +416,20 @@ def test_a_slack_automation_test_waits_its_turn_and_is_never_retried(team, proje
     SlackChannelSlot.objects.update(next_slot=timezone.now() + timedelta(minutes=1))
     outcome = api(team.memberships.get(role="admin").user).post(f"{T}/integrations/{integration.pk}/test/").json()
     assert outcome["ok"] is False and "is busy" in outcome["error"] and len(slack.requests) == 2
+
+
+def test_an_execution_whose_secret_cannot_be_decrypted_fails_visibly_and_the_rest_go_on(team, project, api, bob, receiver, webhook):
+    from django.db import connection
+
+    automation = alias_automation(team, webhook)
+    plain = Integration.objects.create(team=team, kind="webhook", name="plain", url=receiver.url)
+    other = make_automation(team, "plain", {"type": "project", "project": "vision"}, {"type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^prod"},
+                            {"type": "WEBHOOK", "integration": plain.pk, "payload": {"v": "${alias}"}})
+    with connection.cursor() as cursor:  # as after SECRET_KEY changed without a fallback
+        cursor.execute("UPDATE teams_secret SET value = %s WHERE name = %s", ["gAAAAAnot-a-fernet-token", "DEPLOY_TOKEN"])
+    trigger(api, bob)
+    [stuck] = fired(automation)
+    assert stuck.status == "failed" and "cannot be decrypted" in stuck.error and "SECRET_KEY" in stuck.error
+    assert fired(other)[0].status == "succeeded" and len(receiver.requests) == 1
+    tick()
+    assert Execution.objects.get(pk=stuck.pk).status == "failed"  # not taken up again
