@@ -14,7 +14,7 @@ from tests.live import LiveTripline, wait_for
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
-EVENTS, AUTOMATIONS = 100, 5
+EVENTS, AUTOMATIONS = 60, 5
 TASK_RUN = re.compile(r"INFO django-q \S+ processing \S+ 'automations\.tasks\.(\w+)'")
 STATS = """
 import json
