@@ -141,7 +141,7 @@ def retry_delay(attempts_made, retry_after=None):
     """Seconds before the next attempt: the schedule entry with ±10 % jitter, or Retry-After
     when the receiver asks for longer (capped at a day)."""
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
-    delay = schedule[min(attempts_made - 1, len(schedule) - 1)] * random.uniform(0.9, 1.1)
+    delay = schedule[max(0, min(attempts_made - 1, len(schedule) - 1))] * random.uniform(0.9, 1.1)
     if retry_after is not None:
         delay = max(delay, min(retry_after, 86400))
     return delay
