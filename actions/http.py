@@ -1,9 +1,17 @@
 """The one way out to webhooks: timeouts, no redirects, a User-Agent, and private, loopback and
 link-local addresses refused at connect time (the resolved IP is checked and pinned, so DNS
-rebinding cannot slip past) unless WEBHOOK_ALLOW_PRIVATE_IPS is on."""
+rebinding cannot slip past) unless WEBHOOK_ALLOW_PRIVATE_IPS is on.
 
+An attempt never outlives its deadline and never holds more than RESPONSE_READ_LIMIT bytes of
+an answer: the body is streamed and reading stops at the limit or the deadline, whichever comes
+first, so a receiver that answers with an endless body costs a worker nothing.
+"""
+
+import codecs
 import threading
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -14,6 +22,9 @@ try:
 except PackageNotFoundError:  # running from a tree that was not installed
     VERSION = "dev"
 USER_AGENT = f"Tripline/{VERSION}"
+# Enough to mask secrets echoed in the answer before the first 1 KiB of it is kept.
+RESPONSE_READ_LIMIT = 64 * 1024
+CHUNK = 8192
 
 
 def session():
@@ -35,13 +46,14 @@ class DeadlineExceeded(requests.Timeout):
 def attempt_deadline():
     """The longest one attempt may take: connect and read timeout together. HTTP clients apply
     the read timeout to each read, so without this a receiver that drips a byte at a time could
-    hold an attempt, and so outlive the delivery lease (`automations.delivery.delivery_lease`)."""
+    hold an attempt, and so outlive the delivery lease (`automations.lifecycle.lease`)."""
     return float(sum(settings.WEBHOOK_TIMEOUT))
 
 
-def within_deadline(call):
+def within_deadline(call, progress=None):
     """`call()`'s result, or DeadlineExceeded once the attempt deadline has passed. The call runs
-    in a daemon thread; an abandoned one ends by itself at the receiver's next pause."""
+    in a daemon thread. With `progress` (an object the call fills in as it goes), what has come
+    by the deadline is returned when `progress.usable()` says it is enough."""
     seconds = attempt_deadline()
     outcome = {}
 
@@ -55,20 +67,72 @@ def within_deadline(call):
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        raise DeadlineExceeded(f"no complete answer within {seconds:g} s")
+        if progress is not None and progress.usable():
+            progress.stop = True  # the thread stops reading at its next chunk
+            return progress.snapshot()
+        raise DeadlineExceeded(f"no answer within {seconds:g} s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
 
 
+@dataclass
+class Answer:
+    """A response as far as it was read: the status and headers, and the body up to the byte
+    limit or the deadline (`truncated` when more was coming)."""
+
+    status_code: int | None = None
+    headers: dict = field(default_factory=dict)
+    content: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+    stop: bool = False
+
+    def usable(self):
+        return self.status_code is not None
+
+    def snapshot(self):
+        return Answer(self.status_code, self.headers, bytearray(self.content), truncated=True)
+
+    def text(self):
+        """The body as text; a character cut in half by the end of what was read is left out."""
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.content), final=not self.truncated)
+
+
 def post(url, body: bytes, headers):
-    """POST exact bytes; raises requests exceptions (timeouts, refused addresses) to the caller."""
+    """POST exact bytes; the Answer, read within the limits. Raises requests exceptions
+    (timeouts, refused addresses) to the caller."""
+    answer = Answer()
 
     def send():
-        with session() as s:
-            return s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT), allow_redirects=False)
+        with session() as s, s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT),
+                                    allow_redirects=False, stream=True) as response:
+            answer.status_code, answer.headers = response.status_code, response.headers
+            while not answer.stop:
+                # read1: whatever has arrived, so the deadline is looked at between chunks
+                chunk = response.raw.read1(CHUNK, decode_content=False)
+                if not chunk:
+                    return answer
+                answer.content += chunk[: RESPONSE_READ_LIMIT - len(answer.content)]
+                if len(answer.content) >= RESPONSE_READ_LIMIT:
+                    answer.truncated = True
+                    return answer  # closing the response drops the rest
+        return answer
 
-    return within_deadline(send)
+    return within_deadline(send, progress=answer)
+
+
+def site_of(url):
+    """scheme://host[:port] of a URL: where it goes, without the path, query or credentials
+    that may carry a token."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else ""
 
 
 RequestException = requests.RequestException

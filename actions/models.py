@@ -1,9 +1,11 @@
 import base64
+import hashlib
 import secrets
+import time
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from teams.fields import GuardedEncryptedTextField
@@ -109,12 +111,44 @@ class Integration(models.Model):
 
 
 class SlackChannelSlot(models.Model):
-    """When the next message may go to a Slack channel: Slack takes about one a second per
-    channel, whichever integration posts it. Keyed by the channel as integrations name it."""
+    """When the next message may go to a Slack channel. Slack takes about one message a second
+    per channel from an app, so the slot is keyed by the app's installation (a digest of the bot
+    token: one token is one app in one workspace) and the channel as integrations name it.
+    Integrations sharing a bot and a channel share the slot; another team's, another workspace's
+    or another app's traffic never waits on it."""
 
-    channel = models.CharField(max_length=128, unique=True)
+    key = models.CharField(max_length=200, unique=True)
     next_slot = models.DateTimeField()
 
+    INTERVAL = timedelta(seconds=1)
+
     @staticmethod
-    def key(channel):
-        return channel.strip().lstrip("#").lower()
+    def key_for(integration):
+        # A digest, never the token: bot tokens are long random strings, so it cannot be reversed.
+        digest = hashlib.sha256(b"tripline-slack-slot:" + integration.token_secret.value.encode()).hexdigest()[:32]
+        return f"{digest}:{integration.channel.strip().lstrip('#').lower()}"
+
+    @classmethod
+    def take(cls, integration):
+        """Take the channel's slot if it is free now: None when taken, else when it frees."""
+        key, now = cls.key_for(integration), timezone.now()
+        if cls.objects.filter(key=key, next_slot__lte=now).update(next_slot=now + cls.INTERVAL):
+            return None
+        slot, created = cls.objects.get_or_create(key=key, defaults={"next_slot": now + cls.INTERVAL})
+        return None if created else slot.next_slot
+
+    @classmethod
+    def wait_for(cls, integration, longest):
+        """Queue up for the channel's next free slot and sleep until it, for a send that happens
+        now or not at all (a test); False, without waiting, when it is further than `longest`
+        seconds away."""
+        key, now = cls.key_for(integration), timezone.now()
+        with transaction.atomic():
+            slot, _ = cls.objects.select_for_update().get_or_create(key=key, defaults={"next_slot": now})
+            at = max(slot.next_slot, now)
+            if (at - now).total_seconds() > longest:
+                return False
+            slot.next_slot = at + cls.INTERVAL
+            slot.save(update_fields=["next_slot"])
+        time.sleep((at - now).total_seconds())
+        return True

@@ -5,8 +5,10 @@ it is always valid JSON whatever a value holds (quotes, backslashes, newlines, u
 string that is exactly one reference to a number, an object or a list keeps that type.
 """
 
+import html
 import json
 import re
+from urllib.parse import quote, quote_plus
 
 VARIABLES = {
     "event_type": "the event, e.g. ADD_ARTIFACT_ALIAS",
@@ -93,13 +95,43 @@ def render(template, context, secrets=None):
     return substitute(template)
 
 
-def mask_values(text, values):
-    """Replace every occurrence of the given secret values in `text` (a response body, an error)."""
+def echoed_forms(value):
+    """The ways a receiver is likely to echo a secret back: as is, JSON-escaped (with and without
+    \\uXXXX, and with escaped slashes), URL-encoded (either case of hex, '+' or %20 for spaces),
+    HTML-escaped, as Python's repr() or ascii() would quote it, and with CRLF line ends."""
+    json_ascii, json_utf8 = json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]
+    forms = {
+        value, value.replace("\n", "\r\n"), json_ascii, json_utf8, json_ascii.replace("/", "\\/"), json_utf8.replace("/", "\\/"),
+        html.escape(value), html.escape(value, quote=False), repr(value)[1:-1], ascii(value)[1:-1],
+    }
+    for encoded in (quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)):
+        forms.update({encoded, PERCENT_HEX.sub(lambda m: m.group(0).lower(), encoded)})
+    return {form for form in forms if form}
+
+
+PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+
+
+def mask_values(text, values, keep=None, truncated=False):
+    """`text` (a response body, an error) with every secret of `values` masked, in any of the forms
+    a receiver is likely to echo. With `keep`, the first `keep` characters of the masked text; a
+    `truncated` text (the rest of it was not read) also has a secret cut off by its end masked,
+    so no part of one ever shows."""
     if not text:
         return text
-    for value in sorted((v for v in values if v), key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
+    forms = sorted({form for value in values if value for form in echoed_forms(value)}, key=len, reverse=True)
+    for form in forms:
+        text = text.replace(form, MASK)
+    if keep is None:
+        return text
+    if truncated:
+        for form in forms:
+            lead = form[:8]
+            for start in range(max(0, len(text) - len(form) + 1), min(len(text), keep)):
+                if text.startswith(lead[: len(text) - start], start) and form.startswith(text[start:]):
+                    text = text[:start] + MASK
+                    break
+    return text[:keep]
 
 
 def sample_context(automation_name="sample automation"):

@@ -10,7 +10,7 @@ from actions.payloads import MASK, VARIABLES, render
 from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
 from tracking.models import ArtifactCollection
 
-from .api import redeliver, test_automation
+from .api import redeliver, shown_request, test_automation
 from .context import sample_context_for
 from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
 from .spec import ACTION_FIELDS, AGGS, CMPS, DIRS, EVENT_FIELDS, RUN_STATES, SEVERITIES, SpecError, parse_action, parse_event, parse_scope
@@ -264,7 +264,17 @@ class ExecutionAdmin(ReadOnlyAdmin):
     actions = ["redeliver_action"]
     readonly_fields = ["automation", "event", "status", "is_test", "delivery_id", "context", "request", "attempt_count", "error",
                        "triggered_at", "started_at", "finished_at", "next_attempt_at", "lease_until"]
-    exclude = ["lease_token"]
+    exclude = ["lease_token", "request"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The request as the user's role may see it (webhook URLs whole for team admins only).
+        role = obj.automation.team.role_of(request.user) if obj else None
+
+        def request_sent(execution):
+            return json.dumps(shown_request(execution.request, role), indent=2, ensure_ascii=False)
+
+        request_sent.short_description = "request"
+        return [request_sent if name == "request" else name for name in super().get_readonly_fields(request, obj)]
 
     def has_redeliver_permission(self, request):
         return TeamScopedAdmin.has_change_permission(self, request)  # members may redeliver

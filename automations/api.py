@@ -7,11 +7,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.models import Event
+from actions.http import site_of
 from teams.api_errors import refuse_name_clash
+from teams.models import Role
 from teams.permissions import TeamScopedMixin
 
-from . import dispatch
-from .delivery import deliver, new_token
+from . import dispatch, lifecycle
+from .delivery import deliver
 from .models import ActionType, Automation, Execution, ExecutionStatus, ScopeType
 from .spec import SpecError, describe_action, describe_scope, parse_action, parse_event, parse_scope
 from .matching import TRIGGERS
@@ -136,17 +138,15 @@ def sample_event(automation):
 
 
 def test_automation(automation, actor=None):
-    """Run the action once with a sample event, without retries; returns the execution."""
+    """Run the action once with a sample event, here and now, without retries: the execution
+    never waits in the queue and never stays pending. Returns the execution."""
     with transaction.atomic():
         event = sample_event(automation)
         event.actor = actor
         event.save(update_fields=["actor"])
-        token = new_token()
-        execution = Execution.objects.create(automation=automation, event=event, is_test=True, next_attempt_at=timezone.now(), lease_token=token)
-    if automation.action_type == ActionType.NO_OP:
-        Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.SUCCEEDED, finished_at=timezone.now(), request={"action": "NO_OP"})
-    else:
-        deliver(execution.pk, token, retry=False)
+        execution = lifecycle.start_test(automation, event)
+    if execution.status == ExecutionStatus.RUNNING:
+        deliver(execution)
     return execution_queryset().get(pk=execution.pk)
 
 
@@ -154,7 +154,7 @@ class AutomationTestView(AutomationMixin, APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, team, pk):
         execution = test_automation(self.get_automation(pk), request.user)
-        return Response(execution_detail(execution))
+        return Response(execution_detail(execution, self.role))
 
 
 def execution_queryset():
@@ -183,14 +183,23 @@ def execution_summary(execution):
     }
 
 
-def execution_detail(execution):
+def shown_request(request, role):
+    """A stored request as `role` may see it: webhook URLs often carry a token (Slack, Teams and
+    Discord incoming webhooks), so only team admins, who manage integrations, see them whole;
+    everyone else sees the scheme and host."""
+    if role == Role.ADMIN or not isinstance(request, dict) or not request.get("url"):
+        return request
+    return {**request, "url": site_of(request["url"])}
+
+
+def execution_detail(execution, role=None):
     when = serializers.DateTimeField().to_representation
     data = execution_summary(execution)
     data["context"] = execution.context
-    data["request"] = execution.request
+    data["request"] = shown_request(execution.request, role)
     data["attempts"] = [
         {"number": a.number, "started_at": when(a.started_at), "duration_ms": a.duration_ms, "status_code": a.status_code,
-         "response_body": a.response_body, "error": a.error, "request": a.request}
+         "response_body": a.response_body, "error": a.error, "request": shown_request(a.request, role)}
         for a in execution.attempts.all()
     ]
     return data
@@ -223,17 +232,15 @@ class ExecutionDetailView(TeamScopedMixin, APIView):
     @extend_schema(responses={200: dict})
     def get(self, request, team, pk):
         execution = get_object_or_404(execution_queryset().filter(automation__team=self.team), pk=pk)
-        return Response(execution_detail(execution))
+        return Response(execution_detail(execution, self.role))
 
 
 def redeliver(execution):
     """Deliver again by hand, with the same delivery id. False when it is being delivered now."""
-    updated = Execution.objects.filter(pk=execution.pk).exclude(status=ExecutionStatus.RUNNING).update(
-        status=ExecutionStatus.PENDING, next_attempt_at=timezone.now(), finished_at=None, lease_until=None, lease_token=""
-    )
-    if updated:
-        transaction.on_commit(lambda: dispatch.dispatch(execution.pk))
-    return bool(updated)
+    if not lifecycle.redeliver(execution):
+        return False
+    transaction.on_commit(lambda: dispatch.nudge("deliver"))
+    return True
 
 
 class RedeliverView(TeamScopedMixin, APIView):

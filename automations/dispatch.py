@@ -1,61 +1,85 @@
-"""Handing executions to workers, and taking them back from workers that died.
+"""Handing work to the task queue without flooding it.
 
-An execution is handed out with a fresh `lease_token`; only the task holding that token may
-claim it, so a duplicated or late task does nothing. A delivery holds a lease for the length of
-its timeouts; when a worker dies the lease runs out and the execution is handed out again with
-the same delivery id (at least once; receivers deduplicate on webhook-id).
+The database is the queue; broker tasks only wake workers up. A `deliver` task claims due
+executions until none is left (automations.lifecycle), an `evaluate` task evaluates events whose
+own evaluation task is late. Enqueuing one is a *nudge*. A nudge is outstanding from the moment
+it is enqueued until its task starts, and while one is outstanding no other of its kind is
+enqueued: however deep the queue and however often the ticker looks, it holds at most one nudge
+of each kind, and the extra tasks a deep queue used to pile up do not exist.
+
+A nudge can be lost: the Redis broker loses the tasks a killed worker had taken. One still not
+started when the broker's queue is empty NUDGE_GRACE later, or in any case NUDGE_LOST_AFTER
+later, is presumed lost and another is enqueued; if the first turns up after all, it finds
+nothing to do and costs a query.
 """
 
 import logging
+import os
 from datetime import timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from .delivery import new_token
-from .models import DeliveryAttempt, Execution, ExecutionStatus
+from events.models import Event
+
+from . import lifecycle
+from .models import Nudge
 
 logger = logging.getLogger("tripline.dispatch")
-HANDOUT_LEASE = timedelta(seconds=60)  # a handed-out task that never starts is handed out again
-BATCH = 200
+TASKS = {"deliver": "automations.tasks.deliver_due", "evaluate": "automations.tasks.evaluate_late"}
+NUDGE_GRACE = timedelta(seconds=5)
+NUDGE_LOST_AFTER = timedelta(seconds=60)
+BUDGET = 10  # seconds a task keeps claiming work before it makes way for other tasks
+LATE = timedelta(seconds=30)  # an event still unevaluated this long is evaluated by an `evaluate` task
 
 
-def dispatch(execution_id):
+def nudge(kind, force=False):
+    """Enqueue a task of `kind` unless one is already waiting (`force`: whatever is waiting may
+    be lost). True when one was enqueued."""
     now = timezone.now()
-    token = new_token()
-    claimed = Execution.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=execution_id, status=ExecutionStatus.PENDING, next_attempt_at__lte=now
-    ).update(lease_token=token, lease_until=now + HANDOUT_LEASE)
-    if claimed:
-        async_task("automations.tasks.deliver_execution", execution_id, token, task_name=f"deliver-{execution_id}-{token[:8]}")
-    return bool(claimed)
+    token = lifecycle.new_token()
+    free = Q() if force else Q(queued_at__isnull=True) | Q(queued_at__lt=now - NUDGE_LOST_AFTER)
+    if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
+        return False
+    async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}")
+    return True
 
 
-def recover_abandoned():
-    """Executions whose worker died mid-delivery: note it on the attempt, deliver again."""
-    now = timezone.now()
-    lost = list(Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_until__lt=now).values_list("pk", flat=True)[:BATCH])
-    for pk in lost:
-        if Execution.objects.filter(pk=pk, status=ExecutionStatus.RUNNING, lease_until__lt=now).update(
-            status=ExecutionStatus.PENDING, next_attempt_at=now, lease_until=None, lease_token=""
-        ):
-            DeliveryAttempt.objects.filter(execution_id=pk, duration_ms__isnull=True, error="").update(
-                error="the worker stopped during this attempt; its outcome is unknown, so it is delivered again"
-            )
-            logger.warning("execution %s: worker lost mid-delivery, delivering again", pk)
-    return len(lost)
+def _take(kind, condition, token, now):
+    if Nudge.objects.filter(condition, kind=kind).update(token=token, queued_at=now):
+        return True
+    return Nudge.objects.get_or_create(kind=kind, defaults={"token": token, "queued_at": now})[1]
 
 
-def dispatch_due():
-    now = timezone.now()
-    due = Execution.objects.filter(status=ExecutionStatus.PENDING, next_attempt_at__lte=now).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    )
-    return sum(dispatch(pk) for pk in due.order_by("next_attempt_at").values_list("pk", flat=True)[:BATCH])
+def started(kind, token):
+    """Called first by a nudged task: from now on another nudge may be enqueued."""
+    Nudge.objects.filter(kind=kind, token=token).update(token="", queued_at=None)
+
+
+def broker_idle():
+    return Conf.SYNC or _broker().queue_size() == 0
+
+
+_brokers = {}
+
+
+def _broker():
+    """This process's broker connection, made once (get_broker connects anew on each call)."""
+    return _brokers.get(os.getpid()) or _brokers.setdefault(os.getpid(), get_broker())
+
+
+def late_events():
+    return Event.objects.filter(evaluated_at__isnull=True, sample=False, created_at__lt=timezone.now() - LATE)
 
 
 def tick():
-    """One look for due work, every couple of seconds from `manage.py worker`."""
-    recover_abandoned()
-    return dispatch_due()
+    """One look for work, every couple of seconds from each `manage.py worker`: take back what
+    dead workers held, and nudge when something is due or late."""
+    lifecycle.recover_abandoned()
+    if lifecycle.due_exists():
+        nudge("deliver")
+    if late_events().exists():
+        nudge("evaluate")

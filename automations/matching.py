@@ -40,7 +40,8 @@ AGG = {"AVERAGE": (statistics.fmean, "average"), "MIN": (min, "min"), "MAX": (ma
 
 
 def candidates(event, queryset):
-    """The enabled automations of `queryset` whose scope and event type cover `event`."""
+    """The automations of `queryset` whose scope and event type cover `event` and that were
+    enabled when it occurred (one created or switched on later never fires for it)."""
     scope = Q(scope_type=ScopeType.TEAM, team_id=event.team_id)
     if event.type in (E.RUN_STATE, E.RUN_HISTORY):
         scope = Q(scope_type=ScopeType.PROJECT, project_id=event.project_id)  # run events: project scope only
@@ -50,7 +51,7 @@ def candidates(event, queryset):
     else:
         scope |= Q(scope_type=ScopeType.PROJECT, project_id=event.project_id)
         scope |= Q(scope_type=ScopeType.ARTIFACT_COLLECTION, collection_id=event.collection_id)
-    return queryset.filter(scope, enabled=True, event_type__in=TRIGGERS[event.type])
+    return queryset.filter(scope, enabled=True, enabled_since__lte=event.created_at, event_type__in=TRIGGERS[event.type])
 
 
 def run_passes(run, run_filter):
@@ -169,10 +170,9 @@ def evaluate_condition(automation, event):
 
 
 def metric_transition(automation, event, condition):
-    """Fire on the false → true transition, at most once per run per cooldown; re-arm on false."""
-    if condition is None:
-        condition = RunCondition(automation=automation, run_id=event.run_id)
-    elif event.pk <= condition.last_event_id:
+    """Fire on the false → true transition, at most once per run per cooldown; re-arm on false.
+    `condition` is locked (load_conditions), so two workers never both see the transition."""
+    if event.pk <= condition.last_event_id:
         return None  # an older batch evaluated late: the newer one already decided
     met, context = evaluate_condition(automation, event)
     fire = False
@@ -184,16 +184,22 @@ def metric_transition(automation, event, condition):
             condition.last_fired_at = now
     condition.met = met
     condition.last_event_id = event.pk
-    condition.save()
+    condition.save(update_fields=["met", "last_event_id", "last_fired_at"])
     if not fire:
         return None
     return {"metric_name": automation.event_filter["metric"], **context}
 
 
 def load_conditions(event, automations):
+    """{automation id: its RunCondition for the event's run}, for the metric automations the
+    batch concerns, each row created if need be and locked until the evaluation commits: two
+    workers evaluating batches of one run take turns (in automation order, so never deadlock)."""
     if event.type != E.RUN_HISTORY:
         return {}
-    ids = [a.pk for a in automations]
-    return {c.automation_id: c for c in RunCondition.objects.filter(run_id=event.run_id, automation_id__in=ids)} if ids else {}
-
-
+    keys = set(event.facts.get("keys", ()))
+    ids = sorted(a.pk for a in automations if a.event_filter.get("metric") in keys)
+    if not ids:
+        return {}
+    RunCondition.objects.bulk_create([RunCondition(automation_id=pk, run_id=event.run_id) for pk in ids], ignore_conflicts=True)
+    locked = RunCondition.objects.select_for_update().filter(run_id=event.run_id, automation_id__in=ids).order_by("automation_id")
+    return {c.automation_id: c for c in locked}

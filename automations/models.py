@@ -1,9 +1,10 @@
 import uuid
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
+from django.utils import timezone
 
 from actions.models import Integration
 from events.models import Event
@@ -51,11 +52,33 @@ class ActionType(models.TextChoices):
     NO_OP = "NO_OP"
 
 
+# Editing any of these changes what the automation watches: its per-run condition state restarts.
+CONDITION_FIELDS = ("event_type", "event_filter")
+
+
+class AutomationQuerySet(models.QuerySet):
+    def update(self, **fields):
+        """A bulk update keeps what `Automation.save` keeps (the admin's enable action goes
+        through here): enabling stamps `enabled_since` on the automations that were off, and a
+        new condition forgets the old per-run state."""
+        if fields.get("enabled") is True and "enabled_since" not in fields:
+            turned_on = Q(enabled=False) | Q(enabled_since__isnull=True)
+            fields["enabled_since"] = Case(When(turned_on, then=Value(timezone.now())), default=F("enabled_since"))
+        if not any(name in fields for name in CONDITION_FIELDS):
+            return super().update(**fields)
+        with transaction.atomic():
+            RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
+            return super().update(**fields)
+
+
 class Automation(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="automations")
     name = models.CharField(max_length=128)
     description = models.TextField(blank=True, max_length=2000)
     enabled = models.BooleanField(default=True)
+    # When it was last switched on (or created enabled): it fires only for events that occurred
+    # since, never for one that happened before it existed or while it was off.
+    enabled_since = models.DateTimeField(null=True, blank=True, default=timezone.now, editable=False)
     scope_type = models.CharField(max_length=24, choices=ScopeType.choices)
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
     registry = models.ForeignKey(Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
@@ -68,6 +91,8 @@ class Automation(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AutomationQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_automation_name")]
@@ -85,6 +110,25 @@ class Automation(models.Model):
 
     def get_absolute_url(self):
         return reverse("automation", args=[self.team.name, self.pk])
+
+    def save(self, *args, update_fields=None, **kwargs):
+        """Whatever edits it (API, admin form, code): switching it on stamps `enabled_since`,
+        and a changed condition forgets the per-run state of the old one."""
+        written = set(update_fields) if update_fields is not None else None
+        stored = None
+        if not self._state.adding and self.pk is not None:
+            stored = type(self).objects.filter(pk=self.pk).values("enabled", *CONDITION_FIELDS).first()
+        if self.enabled and (stored is None or not stored["enabled"]) and (written is None or "enabled" in written):
+            self.enabled_since = timezone.now()
+            if written is not None:
+                written.add("enabled_since")
+        changed = stored is not None and any(
+            stored[name] != getattr(self, name) and (written is None or name in written) for name in CONDITION_FIELDS
+        )
+        with transaction.atomic():
+            if changed:
+                RunCondition.objects.filter(automation=self).delete()
+            super().save(*args, update_fields=written, **kwargs)
 
     @property
     def scope_label(self):
@@ -139,6 +183,11 @@ class Execution(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.CharField(max_length=32, blank=True)
+    # The worker process holding the lease, so that a worker stopping hands back what it holds.
+    claimed_by = models.CharField(max_length=100, blank=True)
+    # Attempts made before the latest redelivery: each redelivery starts a new round, with the
+    # whole retry schedule and attempt cap ahead of it.
+    round_start = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["automation", "event"], name="unique_execution")]
@@ -172,3 +221,13 @@ class DeliveryAttempt(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["execution", "number"], name="unique_attempt_number")]
         ordering = ["execution", "number"]
+
+
+class Nudge(models.Model):
+    """A task enqueued to work through what is due (`deliver`), or late (`evaluate`), that has
+    not started yet. While one is waiting no other is enqueued, so a queue however deep holds at
+    most one of each kind (see automations.dispatch)."""
+
+    kind = models.CharField(max_length=16, primary_key=True)
+    token = models.CharField(max_length=32, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from teams.models import ROLE_RANK, Role
 from tracking.pages import member_team
 
-from .api import execution_queryset, redeliver
+from .api import execution_queryset, redeliver, shown_request
 from .models import METRIC_EVENTS, Automation, EventType, ScopeType
 
 
@@ -44,10 +44,12 @@ def automation_page(request, team, pk):
 def execution_page(request, team, pk):
     team = member_team(request, team)
     execution = get_object_or_404(execution_queryset().filter(automation__team=team).prefetch_related("attempts"), pk=pk)
-    can_redeliver = ROLE_RANK[team.role_of(request.user)] >= ROLE_RANK[Role.MEMBER]
+    role = team.role_of(request.user)
+    can_redeliver = ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER]
     return render(request, "tripline/execution.html", {
         "team": team, "execution": execution, "can_redeliver": can_redeliver,
-        "request_json": json.dumps(execution.request, indent=2, ensure_ascii=False),
+        "request_json": json.dumps(shown_request(execution.request, role), indent=2, ensure_ascii=False),
+        "url_hidden": shown_request(execution.request, role) != execution.request,
         "context_json": json.dumps(execution.context, indent=2, ensure_ascii=False),
     })
 

@@ -1,24 +1,26 @@
-"""django-q2 entry points. Arguments are ids only (django-q2 pickles them in clear)."""
+"""django-q2 entry points. Arguments are ids and tokens only (django-q2 pickles them in clear)."""
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from events.models import Event
 
-from . import dispatch
+from . import dispatch, lifecycle
 from .delivery import deliver
 from .matching import candidates, load_conditions, match
 from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus
 
 logger = logging.getLogger("tripline.evaluate")
-SWEEP_AGE = timedelta(seconds=30)
 PRUNE_BATCH = 2000
+LATE_BATCH = 50
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
@@ -26,19 +28,23 @@ def enqueue_evaluation(sender=None, event_id=None, **kwargs):
 
 
 def evaluate_event(event_id):
-    """Create one execution per automation the event triggers, and hand out the ones with
-    something to deliver. Safe to run twice: executions are unique per (automation, event)."""
+    """Create one execution per automation the event triggers, and nudge a delivery task when
+    any has something to deliver. Safe to run twice: executions are unique per (automation,
+    event), and the event is locked while it is evaluated, so a second evaluation finds it
+    evaluated, or being evaluated (skipped), with one query."""
+    waiting = Event.objects.filter(pk=event_id, evaluated_at__isnull=True, sample=False)
+    if not waiting.exists():  # a duplicate or late task: one query, and no write lock taken
+        return []
     with transaction.atomic():
-        event = Event.objects.select_related("run__user", "team").filter(pk=event_id, evaluated_at__isnull=True, sample=False).first()
+        event = waiting.select_for_update(skip_locked=True, of=("self",)).select_related("run__user", "team").first()
         if event is None:
             return []
         automations = list(candidates(event, Automation.objects.all()))
         own = set(Execution.objects.filter(delivery_id=event.cause).values_list("automation_id", flat=True)) if event.cause else set()
+        automations = [a for a in automations if a.pk not in own]  # never trigger on a change caused by its own action
         conditions = load_conditions(event, automations)
         to_deliver = []
         for automation in automations:
-            if automation.pk in own:
-                continue  # never trigger on a change caused by this automation's own action
             context = match(automation, event, conditions)
             if context is None:
                 continue
@@ -46,41 +52,71 @@ def evaluate_event(event_id):
             if execution is not None and automation.action_type != ActionType.NO_OP:
                 to_deliver.append(execution.pk)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
-        transaction.on_commit(lambda: [dispatch.dispatch(pk) for pk in to_deliver])
+        if to_deliver:
+            transaction.on_commit(lambda: dispatch.nudge("deliver"))
     return to_deliver
 
 
 def create_execution(automation, event, context):
-    """The new execution, or None when this event already triggered this automation.
-    A NO_OP execution is complete as soon as it exists."""
-    now = timezone.now()
-    fields = {"context": context, "next_attempt_at": now}
-    if automation.action_type == ActionType.NO_OP:
-        fields.update(status=ExecutionStatus.SUCCEEDED, finished_at=now, next_attempt_at=None, request={"action": "NO_OP"})
+    """The new execution, or None when this event already triggered this automation."""
     try:
         with transaction.atomic():
-            execution = Execution.objects.create(automation=automation, event=event, **fields)
+            execution = Execution.objects.create(automation=automation, event=event, context=context, **lifecycle.initial(automation, timezone.now()))
     except IntegrityError:
         return None
     return execution
 
 
-def deliver_execution(execution_id, token):
-    deliver(execution_id, token)
+def deliver_due(token=""):
+    """A `deliver` nudge: claim and deliver due executions until none is left, or for BUDGET
+    seconds; then make way for other tasks (nudging again if work is left)."""
+    dispatch.started("deliver", token)
+    until = time.monotonic() + dispatch.BUDGET
+    helped = Conf.SYNC  # in sync mode (tests) this one task delivers everything
+    delivered = []
+    while time.monotonic() < until:
+        # each execution once: one failing at once (a retry due at once) waits for the next task
+        execution = lifecycle.claim(exclude=delivered)
+        if execution is None:
+            return len(delivered)
+        if not helped:
+            helped = True
+            if lifecycle.due_exists():
+                dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
+        deliver(execution)
+        delivered.append(execution.pk)
+    if lifecycle.due_exists():
+        dispatch.nudge("deliver")
+    return len(delivered)
+
+
+def evaluate_late(token=""):
+    """An `evaluate` nudge: evaluate, oldest first, events whose own evaluation is late (lost, or
+    behind a deep queue: its task will then find the event evaluated, with one query)."""
+    dispatch.started("evaluate", token)
+    until = time.monotonic() + dispatch.BUDGET
+    last, evaluated = 0, 0
+    while time.monotonic() < until:
+        ids = list(dispatch.late_events().filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:LATE_BATCH])
+        if not ids:
+            break
+        for last in ids:
+            evaluate_event(last)
+            evaluated += 1
+            if time.monotonic() >= until:
+                break
+    if evaluated:
+        logger.warning("evaluated %d events whose evaluation was late", evaluated)
+    if time.monotonic() >= until and dispatch.late_events().exists():
+        dispatch.nudge("evaluate")
+    return evaluated
 
 
 def sweep():
-    """The periodic safety net (a django-q2 schedule): re-enqueue events left unevaluated (a
-    lost task) and hand out due or abandoned deliveries."""
-    stale = Event.objects.filter(evaluated_at__isnull=True, sample=False, created_at__lt=timezone.now() - SWEEP_AGE)
-    ids = list(stale.order_by("id").values_list("pk", flat=True)[:500])
-    for pk in ids:
-        enqueue_evaluation(event_id=pk)
-    if ids:
-        logger.warning("sweep: re-enqueued %d unevaluated events", len(ids))
+    """The periodic safety net (a django-q2 schedule, besides each worker's ticker): take back
+    abandoned deliveries, nudge due and late work, prune old events."""
     dispatch.tick()
-    prune()
-    return len(ids)
+    return prune()
 
 
 def prune():

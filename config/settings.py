@@ -139,9 +139,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Runs, metrics, artifacts, registries and the automations that watch them.",
 }
 
+# A worker holds an execution it claimed for one attempt's deadline (connect + read timeout)
+# plus this margin; when its worker dies, the execution is delivered again once it runs out.
+DELIVERY_LEASE_MARGIN = env.float("DELIVERY_LEASE_MARGIN", default=10.0)
+if DELIVERY_LEASE_MARGIN <= 0:
+    raise ImproperlyConfigured("DELIVERY_LEASE_MARGIN takes a number of seconds above 0")
+
 REDIS_URL = env.str("REDIS_URL", default="")
-# A task is one evaluation, or one delivery attempt, which gives up after connect + read timeout
-# in all: the task timeout leaves room for the longest, and a task is retried only after it.
+# A task is one evaluation, or a delivery task that stops claiming after 10 s and whose last
+# attempt gives up after connect + read timeout in all: the task timeout leaves room for the
+# longest, and a task is retried only after it.
 Q_TIMEOUT = max(120, int(sum(WEBHOOK_TIMEOUT)) + 60)
 Q_CLUSTER = {
     "name": env.str("Q_NAME", default="tripline"),

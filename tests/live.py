@@ -106,7 +106,8 @@ class LiveTripline:
         return proc
 
     def kill(self, name, sig=signal.SIGKILL):
-        """Kill a process and its children (a worker's qcluster and its pool) at once."""
+        """Signal a process's group (each runs in its own session). A worker's cluster runs in a
+        group of its own and dies with its worker, however the worker ends."""
         proc = self.procs.pop(name)
         try:
             os.killpg(proc.pid, sig)
@@ -139,6 +140,20 @@ class LiveTripline:
 
         with psycopg.connect(self.pg_base.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
             conn.execute(sql)
+
+
+def running_in_session(sid):
+    """The pids of live (not zombie) processes in session `sid` (Linux)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+        if fields[3] == str(sid) and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive
 
 
 def wait_for(predicate, timeout=30, interval=0.2, message="condition"):

@@ -6,6 +6,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+ENDLESS = object()
+
+
 class Receiver:
     """Answers each POST with the next scripted (status, headers, body, delay); 200 when the
     script runs out. Records every request: path, headers, raw body."""
@@ -13,6 +16,7 @@ class Receiver:
     def __init__(self):
         self.script = []
         self.requests = []
+        self.endless_sent, self.endless_stopped = 0, None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +29,8 @@ class Receiver:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
+                if payload is ENDLESS:
+                    return self.endless(drip)
                 payload = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -34,6 +40,23 @@ class Receiver:
                     self.wfile.write(payload[i:i + 1])
                     self.wfile.flush()
                     time.sleep(drip)
+
+            def endless(self, pause):
+                """A chunked body that never ends, until the client hangs up: 64 KiB chunks as
+                fast as they go, or 256 bytes every `pause` seconds."""
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                size = 256 if pause else 65536
+                chunk = b"%x\r\n%s\r\n" % (size, b"x" * size)
+                try:
+                    while True:
+                        self.wfile.write(chunk)
+                        receiver.endless_sent += size
+                        if pause:
+                            time.sleep(pause)
+                except OSError:
+                    receiver.endless_stopped = time.monotonic()
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -45,7 +68,8 @@ class Receiver:
 
     def answer(self, status, body=b"", headers=None, delay=0, drip=0):
         """Script the next answer: after `delay` seconds; with `drip`, the body a byte every
-        `drip` seconds."""
+        `drip` seconds; with body ENDLESS, a chunked body that never ends (64 KiB chunks as
+        fast as they go, or with `drip`, 256 bytes every `drip` seconds)."""
         self.script.append((status, headers or {}, body, delay, drip))
         return self
 

@@ -2,7 +2,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automations.models import Execution, RunCondition
+from datetime import timedelta
+
+from django.utils import timezone
+
+from automations.models import Automation, Execution, RunCondition
 from automations.tasks import evaluate_event, sweep
 from events.models import Event
 from tracking.history import log_history
@@ -302,9 +306,14 @@ def test_the_sweep_evaluates_events_whose_task_was_lost(team, project, alice):
     finally:
         event_committed.connect(enqueue_evaluation, dispatch_uid="automations.evaluate")
     assert fired(auto) == []
-    Event.objects.update(created_at=Event.objects.get().created_at.replace(year=2020))
-    assert sweep() == 1
+    sweep()
+    assert fired(auto) == []  # not late yet: its task may merely be queued
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    Automation.objects.update(enabled_since=a_minute_ago - timedelta(minutes=1))
+    Event.objects.update(created_at=a_minute_ago)
+    sweep()
     assert len(fired(auto)) == 1
+    assert evaluate_event(Event.objects.get().pk) == []  # the lost task, turning up after all, finds it done
 
 
 def test_an_automation_never_triggers_on_its_own_action(team, bobc, api, bob):
@@ -376,6 +385,7 @@ def test_retention_prunes_old_events_with_their_executions_but_keeps_unfinished_
     Execution.objects.filter(pk=waiting_execution.pk).update(status="pending")  # a retry still to come
     unevaluated = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=old.project)  # its task was lost
     long_ago = old.created_at.replace(year=2020)
+    Automation.objects.filter(pk=done.pk).update(enabled_since=long_ago - timedelta(days=1))  # it existed then
     Event.objects.filter(pk__in=[old.pk, waiting.pk, unevaluated.pk]).update(created_at=long_ago)
     Event.objects.filter(pk__in=[old.pk, waiting.pk]).update(evaluated_at=long_ago)
     Execution.objects.filter(event=old).update(finished_at=long_ago)

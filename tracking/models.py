@@ -79,8 +79,25 @@ class Run(models.Model):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The state as loaded, so that a save can tell a state change from any other edit.
-        self._loaded_state = None if self._state.adding else self.state
+        # The state as stored, so that a save can tell a state change from any other edit; a new
+        # run has none. (`_state.adding` is still True here for a loaded run: from_db sets it.)
+        self._loaded_state = None
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        run = super().from_db(db, field_names, values)
+        run._loaded_state = run.__dict__.get("state")  # None if deferred: save() reads it then
+        return run
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        if "state" in self.__dict__:
+            self._loaded_state = self.state
+
+    def save(self, *args, **kwargs):
+        if self._loaded_state is None and not self._state.adding:
+            self._loaded_state = Run.objects.filter(pk=self.pk).values_list("state", flat=True).first()
+        super().save(*args, **kwargs)
 
     def __str__(self):
         return f"{self.project}/{self.run_id}"
