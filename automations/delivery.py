@@ -15,6 +15,7 @@ from actions.http import attempt_deadline
 from actions.models import SlackChannelSlot
 from actions.payloads import MASK, render
 from actions.transports import TRANSPORTS, DeliveryResult, Message
+from ops import metrics
 
 from .context import payload_context, slack_message
 from .models import ActionType, DeliveryAttempt, Execution, ExecutionStatus
@@ -73,6 +74,7 @@ def claim(execution_id, token):
     )
 
 
+@metrics.delivery_task
 def deliver(execution_id, token, retry=True):
     if not claim(execution_id, token):
         return None
@@ -104,6 +106,7 @@ def skip(execution, reason):
     Execution.objects.filter(pk=execution.pk, lease_token=execution.lease_token).update(
         status=ExecutionStatus.SKIPPED, error=reason, finished_at=timezone.now(), next_attempt_at=None, lease_until=None, lease_token=""
     )
+    metrics.count_skipped(execution)
     return execution
 
 
@@ -157,6 +160,7 @@ def finish(execution, attempt, result: DeliveryResult, retry=True):
         integration.save(update_fields=["last_used_at", "last_error"])
         if result.disable_integration:
             integration.disable(f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M} UTC")
+    metrics.observe_delivery(execution, result)
     return execution
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from events.models import Event
+from ops import metrics
 
 from . import dispatch
 from .delivery import deliver
@@ -25,6 +26,7 @@ def enqueue_evaluation(sender=None, event_id=None, **kwargs):
     async_task("automations.tasks.evaluate_event", event_id, task_name=f"evaluate-{event_id}")
 
 
+@metrics.timed_evaluation
 def evaluate_event(event_id):
     """Create one execution per automation the event triggers, and hand out the ones with
     something to deliver. Safe to run twice: executions are unique per (automation, event)."""

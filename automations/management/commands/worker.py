@@ -26,6 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, tick, **options):
         from automations.dispatch import tick as dispatch_tick
+        from ops.health import beat
+        from ops.metrics import serve_worker_metrics
+
+        serve_worker_metrics()
 
         cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"])
         stopping = False
@@ -40,6 +44,7 @@ class Command(BaseCommand):
             while not stopping and cluster.poll() is None:
                 try:
                     dispatch_tick()
+                    beat()
                 except Exception:  # the ticker must outlive a database hiccup
                     logger.exception("dispatch tick failed")
                 finally:
