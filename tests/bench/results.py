@@ -1,0 +1,109 @@
+"""The benchmark table. Each bench test calls `record` for its rows; at the end of the session
+conftest.py prints the table and merges the rows into bench/results.json under this run's
+backend ("sqlite+database", "postgresql+redis"), so one file holds the latest run of each.
+
+To add a row from a new bench module: `from tests.bench.results import record` and call it with
+a `row` number or name of your own (rows print sorted by it, then in the order recorded)."""
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results.json"
+ROWS = []
+MACHINE = {}  # filled in by the first server a bench starts (database and broker versions)
+
+
+def record(row, what, reference, measured, goal, ratio=None, met=None, **details):
+    """One line of the table. `reference` and `measured` are text with units; `ratio` is
+    measured against reference (or against the goal, say which in `what`); `met` is True,
+    False, or None when the goal is only to report."""
+    entry = {"row": str(row), "what": what, "reference": reference, "measured": measured, "ratio": finite(ratio),
+             "goal": goal, "met": met, "details": finite(details)}
+    ROWS.append(entry)
+    print(f"\nbench: {what}: {measured} (reference {reference}; ratio {fmt_ratio(ratio)}; goal {goal})", flush=True)
+    return entry
+
+
+def finite(value):
+    """JSON has no infinity: a figure never reached (a webhook not delivered) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def fmt_ratio(ratio):
+    return "" if ratio is None else f"{ratio:.2f}"
+
+
+def backend():
+    database = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+    broker = "redis" if os.environ.get("REDIS_URL") else "database"
+    return database, broker
+
+
+def machine():
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))) // 1024
+    except (OSError, StopIteration):
+        memory = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    database, broker = backend()
+    return {"cpu_count": os.cpu_count(), "cpu_model": model or platform.processor(), "memory_mib": memory,
+            "python": sys.version.split()[0], "platform": platform.platform(), "database": database, "broker": broker,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], **MACHINE}
+
+
+def order(row):
+    """"3b" sorts after "3a" and before "10"."""
+    digits = "".join(c for c in row["row"] if c.isdigit())
+    return (int(digits) if digits else 10**6, row["row"])
+
+
+def table(rows):
+    ordered = sorted(rows, key=order)
+    head = ("#", "what", "reference", "measured", "ratio", "goal", "met?")
+    lines = [(r["row"], r["what"], r["reference"], r["measured"], fmt_ratio(r["ratio"]), r["goal"],
+              {True: "yes", False: "NO", None: "-"}[r["met"]]) for r in ordered]
+    widths = [min(60, max(len(str(x)) for x in col)) for col in zip(head, *lines)]
+    out = [" | ".join(str(h).ljust(w) for h, w in zip(head, widths)), "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in lines]
+    return "\n".join(out)
+
+
+def write(rows):
+    existing = {}
+    if RESULTS.exists():
+        try:
+            existing = json.loads(RESULTS.read_text())
+        except ValueError:
+            existing = {}
+    info = machine()
+    runs = existing.get("runs", {})
+    key = f"{info['database']}+{info['broker']}"
+    # a partial run (-k, one module) replaces only the rows it measured
+    fresh = {r["row"] for r in rows}
+    kept = [r for r in runs.get(key, {}).get("rows", []) if r["row"] not in fresh]
+    runs[key] = {"machine": info, "rows": sorted(kept + rows, key=order)}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"runs": runs}, indent=2, sort_keys=False) + "\n")
+    return RESULTS
