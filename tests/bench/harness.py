@@ -256,12 +256,14 @@ class BenchServer(LiveTripline):
         web = process_tree(self.procs["web"].pid)
         for n, pid in enumerate(sorted(p for p in web if p != self.procs["web"].pid)):
             rss, pss = memory_of(pid)
-            out[f"gunicorn worker {n + 1}"] = {"pid": pid, "rss_mib": rss, "pss_mib": pss}
+            if pss is not None:
+                out[f"gunicorn worker {n + 1}"] = {"pid": pid, "rss_mib": rss, "pss_mib": pss}
         if "worker" in self.procs:
-            for n, (pid, cmd) in enumerate(sorted(process_tree(self.procs["worker"].pid).items())):
+            for pid, cmd in sorted(process_tree(self.procs["worker"].pid).items()):
                 rss, pss = memory_of(pid)
-                role = "worker (ticker)" if "worker" in cmd else "qcluster" if n == 1 else "qcluster process"
-                out[f"{role} {pid}"] = {"pid": pid, "rss_mib": rss, "pss_mib": pss}
+                role = "ticker" if "manage.py worker" in cmd else "qcluster"
+                if pss is not None:  # not a process that just ended
+                    out[f"worker: {role} {pid}"] = {"pid": pid, "rss_mib": rss, "pss_mib": pss}
         return out
 
     def inproc(self, command, profile=None, **kwargs):

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results.json"
+# figures taken under a profiler are skewed by it: they go beside the profiles
+RESULTS = ROOT / "bench" / ("profiles/results.json" if os.environ.get("BENCH_PROFILE") else "results.json")
 ROWS = []
 MACHINE = {}  # filled in by the first server a bench starts (database and broker versions)
 
@@ -107,3 +108,34 @@ def write(rows):
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"runs": runs}, indent=2, sort_keys=False) + "\n")
     return RESULTS
+
+
+def markdown():
+    """bench/results.json as the README's table: one line per row, a column per backend."""
+    runs = json.loads(RESULTS.read_text())["runs"]
+    names = [n for n in ("sqlite+database", "postgresql+redis") if n in runs] + [n for n in runs if n not in ("sqlite+database", "postgresql+redis")]
+    lines, seen = {}, []
+    for name in names:
+        for r in runs[name]["rows"]:
+            key = (r["row"], r["what"])
+            if key not in lines:
+                lines[key] = {"goal": {}, "cells": {}}
+                seen.append(key)
+            ratio = "" if r["ratio"] is None else f" — **{r['ratio']:.2f}**"
+            met = {True: " ✓", False: " ✗", None: ""}[r["met"]]
+            lines[key]["cells"][name] = f"{r['measured']} vs {r['reference']}{ratio}{met}"
+            lines[key]["goal"][name] = r["goal"]
+    out = ["| # | what | " + " | ".join(names) + " | goal |", "|---|---|" + "---|" * len(names) + "---|"]
+    for key in sorted(seen, key=lambda k: order({"row": k[0]})):
+        goals = list(dict.fromkeys(lines[key]["goal"].values()))
+        out.append(f"| {key[0]} | {key[1].strip()} | " + " | ".join(lines[key]["cells"].get(n, "") for n in names) + f" | {' / '.join(goals)} |")
+    for name in names:
+        m = runs[name]["machine"]
+        out.append(f"\n{name}: {m['date']}, commit {m['commit']}, {m['cpu_count']} × {m['cpu_model']}, {m['memory_mib']:,} MiB, "
+                   f"Python {m['python']}, {m.get('database_version', m['database']).split(' on ')[0]}"
+                   f"{', ' + m['broker_version'] if m.get('broker_version') else ''}; load average at start {m.get('load_average_at_start')}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -14,7 +14,8 @@ GOAL_P95_MS = {"sqlite": 250, "postgresql": 100}
 
 
 def ms(seconds):
-    return "not delivered" if seconds == float("inf") else f"{seconds * 1000:,.0f} ms"
+    """An event not delivered within the wait counts as infinitely late."""
+    return f"> {DRAIN_SECONDS:g} s (undelivered)" if seconds == float("inf") else f"{seconds * 1000:,.0f} ms"
 
 
 def test_artifact_events_at_50_per_second_to_webhooks(bench_server):
@@ -100,9 +101,10 @@ def record_memory(before, after):
             b, a = before[label], after[label]
             record("6", f"memory: {label}, before → after row 1", fmt(b), fmt(a), "report; no growth (≤ 1.10)",
                    ratio=a["pss_mib"] / b["pss_mib"], met=a["pss_mib"] / b["pss_mib"] <= 1.10, before=b, after=a)
-    workers = [label for label in before if not label.startswith("gunicorn") and label in after]
-    total = {when: {k: sum(m[label][k] for label in workers) for k in ("pss_mib", "rss_mib")} for when, m in (("before", before), ("after", after))}
-    record("6", f"memory: manage.py worker, {len(workers)} processes (sum)", fmt(total["before"]), fmt(total["after"]),
-           "report; no growth (≤ 1.10)", ratio=total["after"]["pss_mib"] / total["before"]["pss_mib"],
-           met=total["after"]["pss_mib"] / total["before"]["pss_mib"] <= 1.10,
-           processes={label: {"before": before[label], "after": after[label]} for label in workers})
+    # summed over the processes alive at each moment: qcluster replaces a task process every 500 tasks
+    workers = {when: [label for label in m if not label.startswith("gunicorn")] for when, m in (("before", before), ("after", after))}
+    total = {when: {k: sum(m[label][k] for label in workers[when]) for k in ("pss_mib", "rss_mib")} for when, m in (("before", before), ("after", after))}
+    record("6", "memory: manage.py worker, all its processes (sum)", fmt(total["before"]) + f", {len(workers['before'])} processes",
+           fmt(total["after"]) + f", {len(workers['after'])} processes", "report; no growth (≤ 1.10)",
+           ratio=total["after"]["pss_mib"] / total["before"]["pss_mib"], met=total["after"]["pss_mib"] / total["before"]["pss_mib"] <= 1.10,
+           before={label: before[label] for label in workers["before"]}, after={label: after[label] for label in workers["after"]})
