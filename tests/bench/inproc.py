@@ -161,7 +161,7 @@ def history_size(small=1000, big=1_000_000, batches=9, batch_rows=100, chunk=100
             "median_ms_before_analyze": before_analyze}
 
 
-def bare_insert(batches=20, rows=1000, metrics=5):
+def bare_insert(run_id="r", batches=20, rows=1000, metrics=5):
     """The points of the same batches the API is sent, written by tracking.history._insert_points
     alone (COPY on PostgreSQL, one executemany on SQLite), each in its own transaction; the
     time of the write and its commit only."""
@@ -170,7 +170,7 @@ def bare_insert(batches=20, rows=1000, metrics=5):
 
     from tracking.history import _insert_points, _split
 
-    r = run("bare", "r")
+    r = run("bare", run_id)
     seconds = 0.0
     for b in range(batches):
         now = connection.ops.adapt_datetimefield_value(timezone.now())

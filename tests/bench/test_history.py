@@ -21,14 +21,14 @@ def server(tmp_path_factory):
 
 
 def test_evaluating_a_batch_with_100_metric_automations_vs_none(server):
-    result = server.inproc("evaluation_cost", profile="evaluate-100", automations=100, batches=7, rows=ROWS, metrics=METRICS)
+    result = server.inproc("evaluation_cost", profile="evaluate-100", automations=100, batches=9, rows=ROWS, metrics=METRICS)
     none, many = result["median_ms"]["none"], result["median_ms"]["many"]
     record("3a", f"evaluate_event, {ROWS:,} rows × {METRICS} metrics: 100 automations vs none",
            f"{none:,.1f} ms", f"{many:,.1f} ms", "≤ 1.25", ratio=many / none, met=many / none <= 1.25, **result)
 
 
 def test_evaluation_at_a_million_history_rows_vs_a_thousand(server):
-    result = server.inproc("history_size", small=1000, big=1_000_000)
+    result = server.inproc("history_size", small=1000, big=1_000_000, batches=15)
     small, big = result["median_ms"]["small"], result["median_ms"]["big"]
     record("5", "evaluate_event at 1,000,000 history rows vs 1,000",
            f"{small:,.1f} ms", f"{big:,.1f} ms", "keep ≤ 1.5", ratio=big / small, met=big / small <= 1.5, **result)
@@ -63,10 +63,13 @@ def test_history_ingest_through_the_api(server):
     for b in range(4):  # warm-up: both gunicorn workers have served a batch
         assert bob.post(f"{base}/projects/warm-up/runs/r/history/", json={"rows": history_rows(b, 100, METRICS)}).status_code == 201
 
+    # the bare insert before and after the API passes, averaged: the machine's drift hits both
+    bare_before = server.inproc("bare_insert", run_id="before", batches=BATCHES, rows=ROWS, metrics=METRICS)
     api_none, drained_none, ok_none = ingest(server, "drain-none")
     with server.profile("drain-100"):
         api_many, drained_many, ok_many = ingest(server, "drain-many")
-    bare = server.inproc("bare_insert", batches=BATCHES, rows=ROWS, metrics=METRICS)
+    bare_after = server.inproc("bare_insert", run_id="after", batches=BATCHES, rows=ROWS, metrics=METRICS)
+    bare = {"values_per_s": (bare_before["values_per_s"] + bare_after["values_per_s"]) / 2, "before": bare_before, "after": bare_after}
     vendor = server.db.vendor
     record("3b", "  drained ingest: 100 automations vs none",
            f"{drained_none:,.0f} values/s", f"{drained_many:,.0f} values/s{'' if ok_many else ' (NOT drained)'}", "≥ 0.8",
