@@ -6,7 +6,7 @@ DEV_ENV := DEBUG=$${DEBUG:-true}
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: venv system-deps run test test-fast bench clean
+.PHONY: venv system-deps run test test-fast bench bench-services clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,18 @@ run: venv
 test: venv system-deps
 	$(BIN)/pytest
 
+# Benchmarks (tests/bench): gunicorn + `manage.py worker` under load; prints the table and writes
+# bench/results.json. `make bench` on SQLite with the database broker; `make bench-services` on
+# PostgreSQL with Redis (DATABASE_URL / REDIS_URL override the defaults below).
+BENCH := $(BIN)/pytest -m bench -s -q -p no:warnings tests/bench
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+REDIS_BENCH_URL ?= redis://127.0.0.1:6379/0
+
 bench: venv
-	$(BIN)/pytest -m bench -s -q -p no:warnings tests/bench 2>&1 | grep -E "^BENCH|passed|failed|Error"
+	env -u DATABASE_URL -u REDIS_URL $(BENCH)
+
+bench-services: venv
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} REDIS_URL=$${REDIS_URL:-$(REDIS_BENCH_URL)} $(BENCH)
 
 clean:
 	rm -rf $(VENV) *.egg-info

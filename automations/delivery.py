@@ -11,6 +11,7 @@ from django.utils import timezone
 from actions.models import SlackChannelSlot
 from actions.payloads import MASK, render
 from actions.transports import DeliveryResult, Message, send, slack_turn_now
+from ops import metrics
 
 from . import lifecycle
 from .context import payload_context, slack_message
@@ -51,7 +52,8 @@ def _deliver(execution):
     automation = execution.automation
     integration = automation.integration
     if not automation.enabled and not execution.is_test:
-        lifecycle.skip(execution, "the automation was disabled before this execution was delivered")
+        if lifecycle.skip(execution, "the automation was disabled before this execution was delivered"):
+            metrics.count_skipped(execution)
         return execution
     if integration is not None and not integration.enabled:
         refused = DeliveryResult(ok=False, error=f"integration {integration.name} is disabled: {integration.disabled_reason}")
@@ -73,8 +75,10 @@ def _deliver(execution):
     if attempt is None:
         return execution
     result = send(automation.action_type, integration, lambda: build_message(execution))
-    if lifecycle.finish(execution, attempt, result, retry=not execution.is_test) and integration is not None:
-        record_use(integration, result)
+    if lifecycle.finish(execution, attempt, result, retry=not execution.is_test):
+        metrics.observe_delivery(execution, result)
+        if integration is not None:
+            record_use(integration, result)
     return execution
 
 

@@ -12,6 +12,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from events.models import Event
+from ops import metrics
 
 from . import dispatch, lifecycle
 from .delivery import deliver
@@ -27,6 +28,7 @@ def enqueue_evaluation(sender=None, event_id=None, **kwargs):
     async_task("automations.tasks.evaluate_event", event_id, task_name=f"evaluate-{event_id}")
 
 
+@metrics.timed_evaluation
 def evaluate_event(event_id):
     """Create one execution per automation the event triggers, and nudge a delivery task when
     any has something to deliver. Safe to run twice: executions are unique per (automation,
@@ -67,6 +69,7 @@ def create_execution(automation, event, context):
     return execution
 
 
+@metrics.delivery_task
 def deliver_due(token=""):
     """A `deliver` nudge: claim and deliver due executions until none is left, or for BUDGET
     seconds; then make way for other tasks (nudging again if work is left)."""

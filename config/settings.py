@@ -3,7 +3,9 @@
 Every variable of the API.md settings table is read here; nothing else reads os.environ.
 """
 
+import ipaddress
 import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "events",
     "actions",
     "automations",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +168,26 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Operations: /healthz and /metrics (README, "Running in production").
+# A worker counts as alive while its last heartbeat is younger than this many seconds.
+WORKER_HEARTBEAT_TIMEOUT = env.float("WORKER_HEARTBEAT_TIMEOUT", default=30)
+# With a token, /metrics wants `Authorization: Bearer <token>` from everyone; without, it answers
+# only clients in METRICS_ALLOWED_IPS (networks; behind a reverse proxy every client is the proxy).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+try:
+    METRICS_ALLOWED_IPS = [ipaddress.ip_network(n, strict=False) for n in env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1/128"])]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}") from None
+# host:port where `manage.py worker` serves its machine's metrics (for workers on machines
+# without the web server); unset: not served.
+WORKER_METRICS_ADDRESS = env.str("WORKER_METRICS_ADDRESS", default="")
+# Every process of one install on one machine (gunicorn workers, qcluster processes) records its
+# counters in files here, and /metrics adds them up. prometheus_client reads the variable when it
+# is first imported, so it is set here, before any app loads.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=os.path.join(tempfile.gettempdir(), f"tripline-metrics-{Q_CLUSTER['name']}"))
+os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 
 LOGGING = {
     "version": 1,

@@ -50,6 +50,7 @@ class LiveTripline:
             "WEBHOOK_ALLOW_PRIVATE_IPS": "true",
             "Q_NAME": "e2e" + uuid.uuid4().hex[:8],
             "PYTHONUNBUFFERED": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.tmp_path / "metrics"),
             **(env or {}),
         }
 

@@ -49,6 +49,8 @@ class Command(BaseCommand):
         if cluster_lifeline is not None:
             return run_cluster(cluster_lifeline)
         from automations import dispatch, lifecycle
+        from ops.health import beat
+        from ops.metrics import serve_worker_metrics
 
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         stopping = []
@@ -66,10 +68,12 @@ class Command(BaseCommand):
             pass_fds=[lifeline], process_group=0, env={**os.environ, "TRIPLINE_WORKER_ID": worker},
         )
         os.close(lifeline)
+        serve_worker_metrics()
         try:
             while not stopping and cluster.poll() is None:
                 try:
                     dispatch.tick()
+                    beat()
                 except Exception:  # the ticker must outlive a database hiccup
                     logger.exception("dispatch tick failed")
                 finally:
