@@ -79,8 +79,16 @@ class Run(models.Model):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The state as loaded, so that a save can tell a state change from any other edit.
-        self._loaded_state = None if self._state.adding else self.state
+        # The state as loaded (set by from_db), so that a save can tell a state change from any
+        # other edit. None for a new run: __init__ runs before Django marks a loaded row as such.
+        self._loaded_state = None
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        run = super().from_db(db, field_names, values)
+        if "state" in run.__dict__:
+            run._loaded_state = run.state
+        return run
 
     def __str__(self):
         return f"{self.project}/{self.run_id}"
