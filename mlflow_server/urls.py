@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("<str:team>/", views.serve, {"path": ""}),
+    path("<str:team>/<path:path>", views.serve),
+]
