@@ -210,14 +210,20 @@ SEARCH_MODELS = {"filter": STRING, "max_results": INT64, "order_by": [STRING], "
 
 
 def tag_condition(kind_field, c, what):
-    """Registered models keep tags in their own table; versions as native `key:value` tags."""
+    """Registered models keep tags in their own table; versions as native `key:value` tags.
+    `!=` matches what lacks the tag too: the client filters prompts out with
+    tags.`mlflow.prompt.is_prompt` != 'true' and expects every plain model back."""
+    negate = c.op == "!="
+    op = "=" if negate else c.op
     if kind_field == "mlflow_tags":
-        return Q(pk__in=RegisteredModelTag.objects.filter(Q(key=c.key) & string_condition("value", c.op, c.value, what)).values("collection_id"))
-    if c.op == "=":
-        return Q(tags__tag=f"{c.key}:{c.value}" if c.value else c.key)
-    if c.op in ("LIKE", "ILIKE") and isinstance(c.value, str):
-        return Q(pk__in=ArtifactTag.objects.filter(string_condition("tag", c.op, f"{c.key}:{c.value}", what)).values("version_id"))
-    raise invalid(f"Invalid comparator '{c.op}' for {what}: model version tags take =, LIKE or ILIKE.")
+        found = Q(pk__in=RegisteredModelTag.objects.filter(Q(key=c.key) & string_condition("value", op, c.value, what)).values("collection_id"))
+    elif op == "=" and isinstance(c.value, str):
+        found = Q(pk__in=ArtifactTag.objects.filter(tag=f"{c.key}:{c.value}" if c.value else c.key).values("version_id"))
+    elif op in ("LIKE", "ILIKE") and isinstance(c.value, str):
+        found = Q(pk__in=ArtifactTag.objects.filter(string_condition("tag", op, f"{c.key}:{c.value}", what)).values("version_id"))
+    else:
+        raise invalid(f"Invalid comparator '{c.op}' for {what}: model version tags take =, !=, LIKE or ILIKE.")
+    return ~found if negate else found
 
 
 @endpoint("GET", "api/2.0/mlflow/registered-models/search", SEARCH_MODELS)

@@ -191,8 +191,10 @@ def native_tag(key, value):
 
 def log(call, run, metrics=(), params=None, tags=None):
     """Params, tags and metrics of one MLflow call, checked whole before anything is written."""
-    run = Run.objects.select_for_update().select_related("project__mlflow", "project__team", "user", "mlflow").get(pk=run.pk)
     changes = {}
+    if params or tags:  # read-modify-write of the run's config and tags: lock the run first
+        locked = Run.objects.select_for_update().only("config", "tags").get(pk=run.pk)
+        run.config, run.tags = locked.config, locked.tags
     if params:
         config = dict(run.config) if isinstance(run.config, dict) else {}
         for key, value in params.items():

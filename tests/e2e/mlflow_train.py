@@ -33,11 +33,11 @@ client = MlflowClient()
 with mlflow.start_run(run_name="train-mnist") as run:
     mlflow.log_params({"lr": "0.01", "epochs": "10", "optimizer": "adam"})
     mlflow.set_tag("team", "vision")
-    for step in range(200):  # one call per step, as a training loop does
+    for step in range(100):  # one call per step, as a training loop does
         mlflow.log_metrics({"loss": loss(step), "acc": 1 - loss(step)}, step=step)
     now = 1_700_000_000_000
-    batch = [Metric("loss", loss(step), now + step, step) for step in range(200, 1000)]
-    batch += [Metric("acc", 1 - loss(step), now + step, step) for step in range(200, 1000)]
+    batch = [Metric("loss", loss(step), now + step, step) for step in range(100, 1000)]
+    batch += [Metric("acc", 1 - loss(step), now + step, step) for step in range(100, 1000)]
     client.log_batch(run.info.run_id, metrics=batch)  # the client splits it in calls of 1,000
     mlflow.log_metric("nan_metric", math.nan, step=0)
     with tempfile.TemporaryDirectory() as tmp:
