@@ -44,7 +44,8 @@ with mlflow.start_run(run_name="train-mnist") as run:
         report = Path(tmp) / "report.txt"
         report.write_text("accuracy report\n")
         mlflow.log_artifact(str(report), artifact_path="reports")
-    info = mlflow.pyfunc.log_model(name="model", python_model=AddN(5))
+    # Explicit requirements: inferring them would run the model in a subprocess (slow, offline).
+    info = mlflow.pyfunc.log_model(name="model", python_model=AddN(5), pip_requirements=["mlflow-skinny", "pandas"])
     version = mlflow.register_model(info.model_uri, MODEL)
     client.set_registered_model_alias(MODEL, "production", version.version)
     client.set_model_version_tag(MODEL, version.version, "stage", "candidate")
