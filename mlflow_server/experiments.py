@@ -17,7 +17,7 @@ from .errors import MlflowError, exists, invalid, missing
 from .models import Experiment, ExperimentTag, RunRecord
 from .protocol import INT64, KV, STRING, VIEW_TYPE
 from .routing import endpoint
-from .search import page, parse_filter, parse_order_by, string_condition, time_condition
+from .search import page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
 
 DEFAULT_NAME = "Default"
 KEY_RE = re.compile(r"^[/\w.\- :]*$")
@@ -205,15 +205,17 @@ SEARCH = {"max_results": INT64, "page_token": STRING, "filter": STRING, "order_b
 @endpoint("GET", "api/2.0/mlflow/experiments/search", SEARCH)
 @endpoint("POST", "api/2.0/mlflow/experiments/search", SEARCH, write=False)
 def search(call):
-    default_experiment(call.team)
     max_results = call.data.get("max_results", 1000)
     if not 0 < max_results <= MAX_RESULTS:
         raise invalid(f"Invalid value {max_results} for parameter 'max_results': it must be between 1 and {MAX_RESULTS}.")
+    comparisons, order_by = parse_filter(call.data.get("filter")), parse_order_by(call.data.get("order_by", []))
+    read_page_token(call.data.get("page_token"))
+    default_experiment(call.team)  # listed like any other, once the request is known to be good
     queryset = experiments(call.team).prefetch_related("mlflow__tags")
     view = call.data.get("view_type", "ACTIVE_ONLY")
     if view != "ALL":
         queryset = queryset.filter(exp_deleted=view == "DELETED_ONLY")
-    for c in parse_filter(call.data.get("filter")):
+    for c in comparisons:
         if c.entity == "tag":
             queryset = queryset.filter(
                 ~Q(mlflow__tags__key=c.key) if c.op == "IS NULL" else Q(pk__in=ExperimentTag.objects.filter(
@@ -233,7 +235,7 @@ def search(call):
         else:
             raise invalid(f"Invalid filter on '{c.entity}.{c.key}' for experiments: use name, creation_time, last_update_time, experiment_id or tags.")
     order = []
-    for entity, key, ascending in parse_order_by(call.data.get("order_by", [])):
+    for entity, key, ascending in order_by:
         field = {"name": "exp_name", "experiment_id": "pk", **EXPERIMENT_ATTRIBUTES}.get(key) if entity == "attribute" else None
         if field is None:
             raise invalid(f"Invalid order_by key '{key}' for experiments: use name, experiment_id, creation_time or last_update_time.")

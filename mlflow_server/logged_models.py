@@ -16,7 +16,7 @@ from .models import LoggedModel, LoggedModelMetric, LoggedModelParam, LoggedMode
 from .protocol import BOOL, INT32, KV, LOGGED_MODEL_STATUS, STRING, number_out
 from .routing import endpoint
 from .runs import get_run
-from .search import page, parse_filter, string_condition, time_condition, number_condition
+from .search import number_condition, page, parse_filter, read_page_token, string_condition, time_condition
 
 MODEL_TYPE = "model"
 
@@ -181,10 +181,12 @@ def search(call):
     max_results = call.data.get("max_results", 50)
     if not 0 < max_results <= 1000:
         raise invalid(f"Invalid value {max_results} for parameter 'max_results': it must be between 1 and 1000.")
+    comparisons = parse_filter(call.data.get("filter"))
+    read_page_token(call.data.get("page_token"))
     projects = [get_experiment(call, raw).pk for raw in required(call.data, "experiment_ids")]
     queryset = models_of(call.team).filter(project_id__in=projects, deleted_at__isnull=True).prefetch_related("tags", "params")
     datasets = [d for d in call.data.get("datasets", []) if d.get("dataset_name")]
-    for c in parse_filter(call.data.get("filter")):
+    for c in comparisons:
         what = f"{c.entity}s.{c.key}" if c.entity != "attribute" else c.key
         if c.entity == "attribute" and c.key in MODEL_ATTRIBUTES:
             queryset = queryset.filter(string_condition(MODEL_ATTRIBUTES[c.key], c.op, c.value, what))

@@ -501,7 +501,7 @@ def set_version_tag_(call):
 @endpoint("DELETE", "api/2.0/mlflow/model-versions/delete-tag", {"name": STRING, "version": STRING, "key": STRING})
 def delete_version_tag(call):
     collection, version = get_version(call, call.data.get("name"), call.data.get("version"))
-    key = required(call.data, "key")
+    key = validate_key(call.data.get("key"))
     if not version.tags.filter(Q(tag=key) | Q(tag__startswith=f"{key}:")).delete()[0]:
         raise missing(f"No tag with key '{key[:250]}' on model version {version.index + 1} of {collection.rm_name}.")
     record_touch(version)

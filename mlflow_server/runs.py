@@ -20,7 +20,7 @@ from .experiments import experiment_id, get_experiment, limit, ms, required, val
 from .models import LoggedModel, LoggedModelMetric, RunModelOutput, RunRecord, RunTag
 from .protocol import DOUBLE, INT32, INT64, KV, METRIC, RUN_STATUS, STRING, VIEW_TYPE, number_out
 from .routing import endpoint
-from .search import page, parse_filter, parse_order_by, string_condition, time_condition, number_condition
+from .search import number_condition, page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
 
 STATE_OF = {"RUNNING": RunState.RUNNING, "SCHEDULED": RunState.RUNNING, "FINISHED": RunState.FINISHED, "FAILED": RunState.FAILED, "KILLED": RunState.KILLED}
 STATUS_OF = {RunState.RUNNING: "RUNNING", RunState.FINISHED: "FINISHED", RunState.FAILED: "FAILED", RunState.CRASHED: "FAILED", RunState.KILLED: "KILLED"}
@@ -527,7 +527,10 @@ def search(call):
     max_results = call.data.get("max_results", 1000)
     if not 0 < max_results <= MAX_RESULTS:
         raise invalid(f"Invalid value {max_results} for parameter 'max_results': it must be at most {MAX_RESULTS}.")
-    projects = []
+    comparisons, order_by = parse_filter(call.data.get("filter")), call.data.get("order_by", [])
+    parse_order_by(order_by)
+    read_page_token(call.data.get("page_token"))
+    projects = []  # checked first: resolving experiment "0" makes it
     for raw in call.data.get("experiment_ids", []):
         try:
             projects.append(get_experiment(call, raw).pk)
@@ -540,8 +543,7 @@ def search(call):
         queryset = queryset.filter(Q(mlflow__isnull=True) | Q(mlflow__deleted_at__isnull=True))
     elif view == "DELETED_ONLY":
         queryset = queryset.filter(mlflow__deleted_at__isnull=False)
-    queryset = run_conditions(queryset, parse_filter(call.data.get("filter")))
-    queryset = run_ordering(queryset, call.data.get("order_by", []))
+    queryset = run_ordering(run_conditions(queryset, comparisons), order_by)
     items, token = page(prefetch_run_data(queryset), call.data.get("page_token"), max_results)
     response = {"runs": [run_data(run) for run in items]}
     if token:
