@@ -12,13 +12,15 @@ from django.http import FileResponse
 from .errors import invalid, missing
 from .protocol import STRING, clean_string
 from .routing import endpoint
+from .runs import artifact_uri, run_of
 
 MAX_PATH = 1024
 
 
 def safe_path(path, what="path", allow_empty=False):
     """A relative path that stays inside its root: no absolute path, no `..`, no `.`, no empty
-    segment, no backslash (MLflow's validate_path_is_safe refuses the same)."""
+    segment, no backslash (MLflow's validate_path_is_safe refuses the same), and names a file
+    system can hold (255 bytes a segment)."""
     path = clean_string(path or "", what)
     if not path:
         if allow_empty:
@@ -27,7 +29,7 @@ def safe_path(path, what="path", allow_empty=False):
     if len(path) > MAX_PATH or path.startswith("/") or "\\" in path or "%" in path or any(ord(c) < 32 for c in path):
         raise invalid(f"Invalid path '{path[:200]}': it must be a relative path inside the artifact root.")
     parts = path.rstrip("/").split("/")
-    if any(part in ("", ".", "..") or part.startswith("~") for part in parts) or parts[0].endswith(":"):
+    if any(part in ("", ".", "..") or part.startswith("~") or len(part.encode()) > 255 for part in parts) or parts[0].endswith(":"):
         raise invalid(f"Invalid path '{path[:200]}': it must be a relative path inside the artifact root.")
     return "/".join(parts)
 
@@ -108,3 +110,12 @@ def list_artifacts(call):
 def delete(call, path):
     delete_tree(call.team, safe_path(path))
     return {}
+
+
+@endpoint("GET", "api/2.0/mlflow/artifacts/list", {"run_id": STRING, "run_uuid": STRING, "path": STRING, "page_token": STRING})
+def list_run_artifacts(call):
+    """The tracking API's listing of a run's artifacts (paths relative to the run's root)."""
+    run = run_of(call, call.data)
+    root = artifact_uri(run).removeprefix("mlflow-artifacts:/")
+    path = safe_path(call.data.get("path"), allow_empty=True)
+    return {"root_uri": artifact_uri(run), "files": file_infos(call.team, root, path)}

@@ -19,7 +19,7 @@ from teams.models import ROLE_RANK, Role, Team
 
 from . import artifacts, experiments, logged_models, registry, runs  # noqa: F401 (they register their endpoints)
 from .errors import MlflowError, invalid
-from .protocol import parse_request
+from .protocol import clean_string, parse_request
 from .routing import resolve
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def _serve(request, team_name, path):
     needed = Role.MEMBER if route.write else Role.VIEWER
     if ROLE_RANK[role] < ROLE_RANK[needed]:
         raise MlflowError("PERMISSION_DENIED", f"This needs the {needed} role in team {team.name}; you are {role}.")
+    args = {name: clean_string(value, name) for name, value in args.items()}
     data = parse_request(request, route.spec) if route.spec else {}
     call = Call(request=request, user=user, team=team, role=role, data=data)
     with acting_as(user, request.META.get(CAUSE_HEADER, "")):

@@ -344,3 +344,12 @@ def test_native_registry_collections_are_registered_models(as_bob, team, project
     body = as_bob("GET", "registered-models/get", name="clf")[1]["registered_model"]
     assert body["name"] == "clf" and [v["version"] for v in body["latest_versions"]] == ["1"]
     assert as_bob("GET", "registered-models/get", name="nope")[1]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_the_tracking_api_lists_a_runs_artifacts(as_bob):
+    run_id = new_run(as_bob)
+    as_bob("PUT", f"{ARTIFACTS}/0/{run_id}/artifacts/plots/loss.png", raw=b"png")
+    status, body = as_bob("GET", "artifacts/list", run_id=run_id)
+    assert body == {"root_uri": f"mlflow-artifacts:/0/{run_id}/artifacts", "files": [{"path": "plots", "is_dir": True}]}
+    status, body = as_bob("GET", "artifacts/list", run_id=run_id, path="plots")
+    assert body["files"] == [{"path": "plots/loss.png", "is_dir": False, "file_size": 3}]
