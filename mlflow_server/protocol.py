@@ -74,6 +74,8 @@ def parse_message(data, spec, path, query=False):
 
 
 def parse_value(value, kind, where, query=False):
+    if kind == STRING and type(value) is str:  # the common case first: batches hold thousands
+        return clean_string(value, where)
     if isinstance(kind, dict):
         return parse_message(value, kind, where)
     if isinstance(kind, Enum):

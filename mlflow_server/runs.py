@@ -173,9 +173,11 @@ def clean_tags(tags):
 
 
 def clean_metrics(metrics):
-    out = []
+    out, keys = [], set()  # a batch repeats a few keys many times: check each once
     for i, m in enumerate(metrics):
-        key = validate_key(m.get("key"), f"metrics[{i}].key")
+        key = m.get("key")
+        if key not in keys:
+            keys.add(validate_key(key, f"metrics[{i}].key"))
         if "value" not in m:
             raise invalid(f"Missing value for required parameter 'metrics[{i}].value'.")
         if "timestamp" not in m:
