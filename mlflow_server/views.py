@@ -20,7 +20,7 @@ from teams.models import ROLE_RANK, Role, Team
 from . import artifacts, experiments, logged_models, registry, runs  # noqa: F401 (they register their endpoints)
 from .errors import MlflowError, invalid
 from .protocol import clean_string, parse_request
-from .routing import resolve
+from .routing import endpoint, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,22 @@ def team_of(user, name):
         # Outsiders learn nothing, not even that the team exists: MLflow's not-found error.
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No MLflow tracking server at team '{name[:100]}' for this user.")
     return team, role
+
+
+@endpoint("GET", "api/3.0/mlflow/server-info")
+def server_info(call):
+    """What the client asks before it uploads: no multipart or presigned transfers, so it sends
+    each file whole (streamed) through the artifacts endpoint."""
+    return {
+        "store_type": "SqlStore",
+        "workspaces_enabled": False,
+        "trace_archival_enabled": False,
+        "multipart_uploads_enabled": False,
+        "multipart_downloads_enabled": False,
+        "presigned_upload_run_id_supported": False,
+        "presigned_upload_model_id_supported": False,
+        "features_enabled": {"gateway": False},
+    }
 
 
 @csrf_exempt

@@ -353,3 +353,8 @@ def test_the_tracking_api_lists_a_runs_artifacts(as_bob):
     assert body == {"root_uri": f"mlflow-artifacts:/0/{run_id}/artifacts", "files": [{"path": "plots", "is_dir": True}]}
     status, body = as_bob("GET", "artifacts/list", run_id=run_id, path="plots")
     assert body["files"] == [{"path": "plots/loss.png", "is_dir": False, "file_size": 3}]
+
+
+def test_server_info_says_files_go_whole_through_the_artifacts_endpoint(as_bob):
+    status, body = as_bob("GET", "/mlflow/acme/api/3.0/mlflow/server-info")
+    assert status == 200 and body["multipart_uploads_enabled"] is False and body["multipart_downloads_enabled"] is False
