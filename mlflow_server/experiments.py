@@ -6,7 +6,7 @@ import posixpath
 import re
 
 from django.db import IntegrityError, transaction
-from django.db.models import BooleanField, Case, DateTimeField, ExpressionWrapper, Q, Value, When
+from django.db.models import BooleanField, DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 

@@ -4,7 +4,7 @@ CREATE_ARTIFACT automation fires once per logged model."""
 
 import uuid
 
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from tracking.models import ArtifactCollection, create_version

@@ -7,7 +7,7 @@ import posixpath
 import re
 
 from django.conf import settings
-from django.db.models import F, Max, Q
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -120,7 +120,7 @@ def version_data(version, name):
     }
 
 
-def registered_data(collection, latest=True):
+def registered_data(collection):
     data = {
         "name": collection.rm_name,
         "creation_timestamp": ms(collection.created_at),
@@ -132,8 +132,7 @@ def registered_data(collection, latest=True):
             for a in collection.aliases.select_related("version").order_by("alias") if a.alias != LATEST
         ],
     }
-    if latest:
-        data["latest_versions"] = [version_data(v, collection.rm_name) for v in latest_versions(collection)]
+    data["latest_versions"] = [version_data(v, collection.rm_name) for v in latest_versions(collection)]
     return data
 
 
@@ -375,7 +374,7 @@ def set_version_tag(version, key, value, user):
 
 @endpoint("POST", "api/2.0/mlflow/model-versions/create", {
     "name": STRING, "source": STRING, "run_id": STRING, "tags": [KV], "run_link": STRING, "description": STRING, "model_id": STRING})
-def create_version_(call):
+def create_model_version(call):
     collection = get_registered(call, call.data.get("name"))
     source = limit(required(call.data, "source"), 4000, "source")
     description = limit(call.data.get("description", ""), 4000, "description")
@@ -432,7 +431,7 @@ def delete_version(call):
 
 
 @endpoint("GET", "api/2.0/mlflow/model-versions/get", {"name": STRING, "version": STRING})
-def get_version_(call):
+def get_model_version(call):
     collection, version = get_version(call, call.data.get("name"), call.data.get("version"))
     return {"model_version": version_data(version, collection.rm_name)}
 
@@ -491,7 +490,7 @@ def search_versions(call):
 
 
 @endpoint("POST", "api/2.0/mlflow/model-versions/set-tag", {"name": STRING, "version": STRING, "key": STRING, "value": STRING})
-def set_version_tag_(call):
+def set_model_version_tag(call):
     collection, version = get_version(call, call.data.get("name"), call.data.get("version"))
     set_version_tag(version, call.data.get("key"), call.data.get("value", ""), call.user)
     record_touch(version)

@@ -290,7 +290,7 @@ def test_artifacts_are_kept_per_team(as_bob, team, make_user):
     Membership.objects.create(team=other, user=team.members.get(username="bob"), role="member")
     as_bob("PUT", f"{ARTIFACTS}/0/r/artifacts/a.txt", raw=b"acme's")
     other_call = Client(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get(user__username='bob').key}")
-    assert other_call.get(f"/mlflow/other/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/a.txt").status_code == 404
+    assert other_call.get("/mlflow/other/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/a.txt").status_code == 404
 
 
 # --- Registry
@@ -358,3 +358,24 @@ def test_the_tracking_api_lists_a_runs_artifacts(as_bob):
 def test_server_info_says_files_go_whole_through_the_artifacts_endpoint(as_bob):
     status, body = as_bob("GET", "/mlflow/acme/api/3.0/mlflow/server-info")
     assert status == 200 and body["multipart_uploads_enabled"] is False and body["multipart_downloads_enabled"] is False
+
+
+def test_search_runs_costs_the_same_queries_for_two_runs_or_twenty(as_bob):
+    experiment = as_bob("POST", "experiments/create", {"name": "many"})[1]["experiment_id"]
+
+    def grow(n):
+        for _ in range(n):
+            run_id = new_run(as_bob, experiment, tags=[{"key": "t", "value": "v"}])
+            as_bob("POST", "runs/log-batch", {"run_id": run_id, "params": [{"key": "p", "value": "1"}],
+                                              "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": 0}, {"key": "n", "value": 2, "timestamp": 1, "step": 0}]})
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            status, body = as_bob("POST", "runs/search", {"experiment_ids": [experiment], "filter": "metrics.m > 0", "order_by": ["metrics.n"]})
+        assert status == 200
+        return len(captured), len(body["runs"])
+
+    grow(2)
+    few = queries()
+    grow(18)
+    assert queries() == (few[0], 20)

@@ -5,7 +5,6 @@ import os
 import time
 
 import pytest
-import requests
 
 from tests.live import LiveTripline
 
