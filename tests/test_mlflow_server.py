@@ -379,3 +379,9 @@ def test_search_runs_costs_the_same_queries_for_two_runs_or_twenty(as_bob):
     few = queries()
     grow(18)
     assert queries() == (few[0], 20)
+
+
+def test_mlflow_is_a_reserved_team_name(team):
+    token = Token.objects.get_or_create(user=team.members.get(username="alice"))[0].key
+    response = Client(HTTP_AUTHORIZATION=f"Token {token}").post("/api/v1/teams/", {"name": "mlflow"}, content_type="application/json")
+    assert response.status_code == 400 and "reserved" in response.json()["name"][0]
