@@ -385,3 +385,16 @@ def test_mlflow_is_a_reserved_team_name(team):
     token = Token.objects.get_or_create(user=team.members.get(username="alice"))[0].key
     response = Client(HTTP_AUTHORIZATION=f"Token {token}").post("/api/v1/teams/", {"name": "mlflow"}, content_type="application/json")
     assert response.status_code == 400 and "reserved" in response.json()["name"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crashed_scripts_failed_run_fires_run_state_automations(as_bob, project):
+    from tests.engine import fired, make_automation
+
+    automation = make_automation(project.team, "failed", {"type": "project", "project": "vision"}, {"type": "RUN_STATE", "states": ["FAILED"]})
+    run_id = new_run(as_bob, str(project.pk))
+    assert fired(automation) == []
+    # What the client sends when the code inside `with mlflow.start_run()` raises.
+    as_bob("POST", "runs/update", {"run_id": run_id, "status": "FAILED", "end_time": 1_700_000_100_000})
+    [execution] = fired(automation)
+    assert execution.event.run.run_id == run_id and execution.context.get("run_state", "failed") == "failed"
