@@ -28,9 +28,9 @@ TRAVERSALS = ["../../../etc/passwd", "/etc/passwd", "a/../../b", "..", "a//b", "
 def hostile_values(kind):
     """Raw JSON texts of bad values for a field of this kind."""
     if kind == STRING:
-        return ["123", "[]", SURROGATE, '"a\\u0000b"', json.dumps("x" * 100_000), json.dumps(TRAVERSALS[0])]
+        return ["123", "[]", "null", SURROGATE, '"a\\u0000b"', json.dumps("x" * 100_000), json.dumps(TRAVERSALS[0])]
     if kind in (INT64, INT32):
-        return ['"abc"', "1.5", "1" + "0" * 30, "[]"]
+        return ['"abc"', "1.5", "1" + "0" * 30, "null", "[]"]
     if kind == DOUBLE:
         return ['"abc"', "1" + "0" * 400, "1e999", "{}"]
     if kind == BOOL:
@@ -38,7 +38,7 @@ def hostile_values(kind):
     if isinstance(kind, Enum):
         return ['"NOPE"', "99", "1.5"]
     if isinstance(kind, list):
-        return ['"text"', "[123]", "[{\"key\": " + SURROGATE + "}]", '[{"key": "../x", "value": 1}]', DEEP]
+        return ['"text"', "[null]", "[123]", "[{\"key\": " + SURROGATE + "}]", '[{"key": "../x", "value": 1}]', DEEP]
     raise AssertionError(kind)
 
 
