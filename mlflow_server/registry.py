@@ -7,7 +7,7 @@ import posixpath
 import re
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Prefetch, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -59,11 +59,22 @@ def check_model_name(name, what="name"):
     return name
 
 
+def version_rows():
+    return ArtifactVersion.objects.select_related(
+        "mlflow_version", "run", "created_by", "source__mlflow_model", "collection__mlflow_model"
+    ).prefetch_related("aliases", "tags")
+
+
 def versions(collection):
-    return (
-        ArtifactVersion.objects.filter(collection=collection)
-        .select_related("mlflow_version", "run", "created_by", "source__mlflow_model", "collection__mlflow_model")
-        .prefetch_related("aliases", "tags")
+    return version_rows().filter(collection=collection)
+
+
+def with_registered_data(queryset):
+    """What `registered_data` reads, fetched for a whole page at once."""
+    return queryset.prefetch_related(
+        "mlflow_tags",
+        Prefetch("aliases", queryset=ArtifactAlias.objects.select_related("version").order_by("alias")),
+        Prefetch("versions", queryset=version_rows()),
     )
 
 
@@ -129,17 +140,21 @@ def registered_data(collection):
         "tags": [{"key": t.key, "value": t.value} for t in collection.mlflow_tags.all()],
         "aliases": [
             {"alias": a.alias, "version": str(a.version.index + 1)}
-            for a in collection.aliases.select_related("version").order_by("alias") if a.alias != LATEST
+            for a in sorted(collection.aliases.all(), key=lambda a: a.alias) if a.alias != LATEST
         ],
     }
     data["latest_versions"] = [version_data(v, collection.rm_name) for v in latest_versions(collection)]
     return data
 
 
+def registered_response(call, collection):
+    return registered_data(with_registered_data(registered_models(call.team)).get(pk=collection.pk))
+
+
 def latest_versions(collection, stages=None):
     """The newest version in each stage (MLflow's get-latest-versions)."""
     newest = {}
-    for version in versions(collection).order_by("-index"):
+    for version in sorted(collection.versions.all(), key=lambda v: -v.index):
         stage = source_of(version)[4]
         if stage not in newest and (not stages or stage.lower() in stages):
             newest[stage] = version
@@ -169,7 +184,7 @@ def create(call):
     )
     RegisteredModel.objects.create(collection=collection, registry=registry, name=name)
     RegisteredModelTag.objects.bulk_create([RegisteredModelTag(collection=collection, key=k, value=v) for k, v in tags.items()])
-    return {"registered_model": registered_data(registered_models(call.team).get(pk=collection.pk))}
+    return {"registered_model": registered_response(call, collection)}
 
 
 @endpoint("POST", "api/2.0/mlflow/registered-models/rename", {"name": STRING, "new_name": STRING})
@@ -181,7 +196,7 @@ def rename(call):
     collection.name = unique_slug(collection.registry.collections.exclude(pk=collection.pk), new_name, max_length=128, fallback="model")
     collection.save(update_fields=["name"])
     RegisteredModel.objects.update_or_create(collection=collection, defaults={"registry_id": collection.registry_id, "name": new_name})
-    return {"registered_model": registered_data(registered_models(call.team).get(pk=collection.pk))}
+    return {"registered_model": registered_response(call, collection)}
 
 
 @endpoint("PATCH", "api/2.0/mlflow/registered-models/update", {"name": STRING, "description": STRING, "deployment_job_id": STRING})
@@ -191,7 +206,7 @@ def update(call):
         collection.description = limit(call.data["description"], 2000, "description")
         collection.save(update_fields=["description"])
     touch(collection)
-    return {"registered_model": registered_data(registered_models(call.team).get(pk=collection.pk))}
+    return {"registered_model": registered_response(call, collection)}
 
 
 @endpoint("DELETE", "api/2.0/mlflow/registered-models/delete", {"name": STRING})
@@ -202,7 +217,7 @@ def delete(call):
 
 @endpoint("GET", "api/2.0/mlflow/registered-models/get", {"name": STRING})
 def get(call):
-    return {"registered_model": registered_data(get_registered(call, call.data.get("name")))}
+    return {"registered_model": registered_response(call, get_registered(call, call.data.get("name")))}
 
 
 SEARCH_MODELS = {"filter": STRING, "max_results": INT64, "order_by": [STRING], "page_token": STRING}
@@ -230,7 +245,7 @@ def search(call):
     max_results = call.data.get("max_results", 100)
     if not 0 < max_results <= 1000:
         raise invalid(f"Invalid value {max_results} for parameter 'max_results': it must be between 1 and 1000.")
-    queryset = registered_models(call.team).prefetch_related("mlflow_tags")
+    queryset = with_registered_data(registered_models(call.team))
     for c in parse_filter(call.data.get("filter")):
         what = f"tags.{c.key}" if c.entity == "tag" else c.key
         if c.entity == "attribute" and c.key == "name":
@@ -258,7 +273,7 @@ LATEST_SPEC = {"name": STRING, "stages": [STRING]}
 @endpoint("GET", "api/2.0/mlflow/registered-models/get-latest-versions", LATEST_SPEC)
 @endpoint("POST", "api/2.0/mlflow/registered-models/get-latest-versions", LATEST_SPEC, write=False)
 def get_latest_versions(call):
-    collection = get_registered(call, call.data.get("name"))
+    collection = with_registered_data(registered_models(call.team)).get(pk=get_registered(call, call.data.get("name")).pk)
     stages = {s.lower() for s in call.data.get("stages", [])}
     unknown = stages - set(STAGES)
     if unknown:

@@ -398,3 +398,26 @@ def test_a_crashed_scripts_failed_run_fires_run_state_automations(as_bob, projec
     as_bob("POST", "runs/update", {"run_id": run_id, "status": "FAILED", "end_time": 1_700_000_100_000})
     [execution] = fired(automation)
     assert execution.event.run.run_id == run_id and execution.context.get("run_state", "failed") == "failed"
+
+
+def test_registered_model_search_costs_the_same_queries_for_two_models_or_ten(as_bob):
+    run_id = new_run(as_bob)
+
+    def grow(start, n):
+        for i in range(start, start + n):
+            as_bob("POST", "registered-models/create", {"name": f"model {i}", "tags": [{"key": "k", "value": "v"}]})
+            for _ in range(2):
+                as_bob("POST", "model-versions/create", {"name": f"model {i}", "source": f"runs:/{run_id}/m", "run_id": run_id})
+            as_bob("POST", "registered-models/alias", {"name": f"model {i}", "alias": "prod", "version": "2"})
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            status, body = as_bob("GET", "registered-models/search", filter="name LIKE 'model%'")
+        assert status == 200 and all(m["aliases"] == [{"alias": "prod", "version": "2"}] for m in body["registered_models"])
+        assert all([v["version"] for v in m["latest_versions"]] == ["2"] for m in body["registered_models"])
+        return len(captured), len(body["registered_models"])
+
+    grow(0, 2)
+    few = queries()
+    grow(2, 8)
+    assert queries() == (few[0], 10)
