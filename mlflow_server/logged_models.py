@@ -4,7 +4,7 @@ CREATE_ARTIFACT automation fires once per logged model."""
 
 import uuid
 
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Prefetch, Subquery
 from django.utils import timezone
 
 from tracking.models import ArtifactCollection, create_version
@@ -22,7 +22,9 @@ MODEL_TYPE = "model"
 
 
 def models_of(team):
-    return LoggedModel.objects.filter(project__team=team).select_related("project__mlflow", "source_run", "version")
+    return LoggedModel.objects.filter(project__team=team).select_related("project__mlflow", "source_run", "version").prefetch_related(
+        "tags", "params", Prefetch("metrics", queryset=LoggedModelMetric.objects.select_related("run"))
+    )
 
 
 def get_model(call, model_id, alive=True):
@@ -55,7 +57,7 @@ def model_data(model):
         {"key": m.key, "value": m.special or number_out(m.value), "timestamp": m.timestamp, "step": m.step,
          "dataset_name": m.dataset_name, "dataset_digest": m.dataset_digest, "model_id": model.model_id,
          "run_id": m.run.run_id if m.run_id else ""}
-        for m in model.metrics.select_related("run")
+        for m in model.metrics.all()
     ]
     return {"info": info, "data": {"params": [{"key": p.key, "value": p.value} for p in model.params.all()], "metrics": metrics}}
 
@@ -184,7 +186,7 @@ def search(call):
     comparisons = parse_filter(call.data.get("filter"))
     read_page_token(call.data.get("page_token"))
     projects = [get_experiment(call, raw).pk for raw in required(call.data, "experiment_ids")]
-    queryset = models_of(call.team).filter(project_id__in=projects, deleted_at__isnull=True).prefetch_related("tags", "params")
+    queryset = models_of(call.team).filter(project_id__in=projects, deleted_at__isnull=True)
     datasets = [d for d in call.data.get("datasets", []) if d.get("dataset_name")]
     for c in comparisons:
         what = f"{c.entity}s.{c.key}" if c.entity != "attribute" else c.key

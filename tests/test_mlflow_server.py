@@ -421,3 +421,37 @@ def test_registered_model_search_costs_the_same_queries_for_two_models_or_ten(as
     few = queries()
     grow(2, 8)
     assert queries() == (few[0], 10)
+
+
+def test_a_logged_model_becomes_a_model_artifact_version_when_finalized(as_bob, project):
+    run_id = new_run(as_bob, str(project.pk))
+
+    def log_model(name):
+        status, body = as_bob("POST", "logged-models", {"experiment_id": str(project.pk), "name": name, "source_run_id": run_id,
+                                                        "params": [{"key": "alpha", "value": "0.5"}], "tags": [{"key": "mlflow.user", "value": "bob"}]})
+        assert status == 200 and body["model"]["info"]["status"] == "LOGGED_MODEL_PENDING"
+        return body["model"]["info"]["model_id"]
+
+    model_id = log_model("clf")
+    assert events("CREATE_ARTIFACT") == 0  # its files are not uploaded yet
+    as_bob("POST", "runs/log-batch", {"run_id": run_id, "metrics": [{"key": "acc", "value": 0.9, "timestamp": 5, "step": 1, "model_id": model_id}]})
+    status, body = as_bob("PATCH", f"logged-models/{model_id}", {"model_id": model_id, "status": "LOGGED_MODEL_READY"})
+    assert body["model"]["info"]["status"] == "LOGGED_MODEL_READY" and events("CREATE_ARTIFACT") == 1
+    version = ArtifactCollection.objects.get(project=project, name="clf").versions.get()
+    assert (version.index, version.run.run_id, version.metadata["mlflow_model_id"]) == (0, run_id, model_id)
+    got = as_bob("GET", f"logged-models/{model_id}")[1]["model"]
+    assert got["data"]["params"] == [{"key": "alpha", "value": "0.5"}] and got["data"]["metrics"][0]["key"] == "acc"
+    assert got["info"]["artifact_uri"] == f"mlflow-artifacts:/{project.pk}/models/{model_id}/artifacts"
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            status, body = as_bob("POST", "logged-models/search", {"experiment_ids": [str(project.pk)], "filter": "name LIKE 'clf%'"})
+        assert status == 200
+        return len(captured), len(body["models"])
+
+    few = queries()
+    for _ in range(5):
+        as_bob("POST", "runs/log-batch", {"run_id": run_id, "metrics": [{"key": "acc", "value": 0.9, "timestamp": 5, "step": 1, "model_id": log_model("clf")}]})
+    assert queries() == (few[0], 6)
+    as_bob("DELETE", f"logged-models/{model_id}")
+    assert as_bob("GET", f"logged-models/{model_id}")[1]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
