@@ -6,6 +6,7 @@ Every variable of the API.md settings table is read here; nothing else reads os.
 import ipaddress
 import os
 import tempfile
+import re
 from pathlib import Path
 
 import environ
@@ -45,6 +46,10 @@ WEBHOOK_TIMEOUT = tuple(float(s) for s in env.list("WEBHOOK_TIMEOUT", default=["
 if len(WEBHOOK_TIMEOUT) != 2:
     raise ImproperlyConfigured("WEBHOOK_TIMEOUT takes two numbers: connect,read")
 AUTOMATION_COOLDOWN = env.int("AUTOMATION_COOLDOWN", default=86400)
+# The team registry that holds the registered models of the MLflow client, made on first use.
+MLFLOW_REGISTRY = env.str("MLFLOW_REGISTRY", default="models")
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", MLFLOW_REGISTRY):
+    raise ImproperlyConfigured("MLFLOW_REGISTRY is a registry name: letters, digits, '-', '_' and '.'")
 # Days to keep events with their executions and delivery attempts; 0 keeps them for ever.
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=0)
 if RETENTION_DAYS < 0:
@@ -67,6 +72,7 @@ INSTALLED_APPS = [
     "actions",
     "automations",
     "ops",
+    "mlflow_server",
 ]
 
 MIDDLEWARE = [
@@ -122,6 +128,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Files the MLflow client logs (artifacts, models) go to the default storage: MEDIA_ROOT on the
+# embedded default; FILE_STORAGE names any Django storage class (e.g. django-storages' S3), with
+# FILE_STORAGE_OPTIONS (JSON) as its options.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+STORAGES = {
+    "default": {
+        "BACKEND": env.str("FILE_STORAGE", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("FILE_STORAGE_OPTIONS", default={}),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {

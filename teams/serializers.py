@@ -6,7 +6,7 @@ from .validators import validate_secret_name, validate_slug_name
 
 
 # Team pages live at /{team}/, beside these.
-RESERVED_TEAM_NAMES = {"admin", "api", "static", "accounts", "login", "logout", "healthz", "metrics"}
+RESERVED_TEAM_NAMES = {"admin", "api", "static", "accounts", "login", "logout", "healthz", "metrics", "mlflow"}
 
 
 class TeamSerializer(serializers.ModelSerializer):

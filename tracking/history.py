@@ -20,30 +20,37 @@ def _split(value):
 
 
 @transaction.atomic
-def log_history(run: Run, rows, user=None):
+def log_history(run: Run, rows, user=None, skip_stored=False):
     """Store validated rows `[{"step", "metrics", "timestamp"?}]` for `run`.
 
     A constant number of queries whatever the batch size: one bulk insert of points, one read
-    and one bulk write of the per-metric latest values, one event.
+    and one bulk write of the per-metric latest values, one event. With `skip_stored`, a point
+    identical to one already stored (key, step, timestamp and value) is not a new point: one
+    more query finds those among the batch's step and time range, and they are left out, so
+    they neither duplicate the history nor feed an automation's window twice (MLflow clients
+    re-send a run's metrics when they log a model).
     """
     now = timezone.now()
-    points = []  # rows of POINT_COLUMNS
-    latest = {}  # key -> (step, value, raw, count)
-    for row in rows:
-        step = row["step"]
-        ts = connection.ops.adapt_datetimefield_value(row.get("timestamp") or now)
+    points = []  # (row number, key, step, value, raw, timestamp)
+    for number, row in enumerate(rows):
+        step, ts = row["step"], row.get("timestamp") or now
         for key, logged in row["metrics"].items():
-            value, raw = _split(logged)
-            points.append((run.pk, key, step, value, raw, ts))
-            prev = latest.get(key)
-            count = (prev[3] if prev else 0) + 1
-            if prev is None or step >= prev[0]:
-                latest[key] = (step, value, raw, count)
-            else:
-                latest[key] = (*prev[:3], count)
+            points.append((number, key, step, *_split(logged), ts))
+    if skip_stored and points:
+        points = _new_points(run, points)
     if not points:
         return 0
-    _insert_points(points)
+
+    latest = {}  # key -> (step, value, raw, count)
+    for _, key, step, value, raw, _ in points:
+        prev = latest.get(key)
+        count = (prev[3] if prev else 0) + 1
+        if prev is None or step >= prev[0]:
+            latest[key] = (step, value, raw, count)
+        else:
+            latest[key] = (*prev[:3], count)
+    adapt = connection.ops.adapt_datetimefield_value
+    _insert_points([(run.pk, key, step, value, raw, adapt(ts)) for _, key, step, value, raw, ts in points])
 
     # Lock the run's metric records so that concurrent batches for one run add up.
     existing = {m.key: m for m in RunMetric.objects.select_for_update().filter(run=run, key__in=list(latest))}
@@ -63,11 +70,37 @@ def log_history(run: Run, rows, user=None):
     if to_update:
         RunMetric.objects.bulk_update(to_update, ["count", "updated_at", "last_step", "last_value", "last_raw"])
 
-    steps = [row["step"] for row in rows]
+    if skip_stored:
+        steps, accepted = [point[2] for point in points], len({point[0] for point in points})
+    else:
+        steps, accepted = [row["step"] for row in rows], len(rows)
     history_logged.send(
-        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=len(rows), user=user
+        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
     )
-    return len(rows)
+    return accepted
+
+
+def _new_points(run, points):
+    """The points not already stored for `run`, nor repeated earlier in the batch."""
+    steps = [point[2] for point in points]
+    times = [point[5] for point in points]
+    seen = set(
+        MetricPoint.objects.filter(
+            run=run,
+            key__in={point[1] for point in points},
+            step__gte=min(steps),
+            step__lte=max(steps),
+            timestamp__gte=min(times),
+            timestamp__lte=max(times),
+        ).values_list("key", "step", "value", "raw", "timestamp")
+    )
+    new = []
+    for point in points:
+        identity = point[1:]
+        if identity not in seen:
+            seen.add(identity)
+            new.append(point)
+    return new
 
 
 def _insert_points(points):
