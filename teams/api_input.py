@@ -93,7 +93,7 @@ def find_problem(data, *, strings=True, non_finite_allowed=False):
                 if strings and kind is dict:
                     problem = _text_problem(key)
                     if problem:
-                        return (link, key), f"a key: {problem}"
+                        return link, f"a key's {problem}"  # the key itself is not shown: it cannot be rendered
                 stack.append((item, depth + 1, (link, key)))
         elif kind is str:
             if strings:

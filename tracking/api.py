@@ -117,10 +117,15 @@ class MetricValueField(serializers.JSONField):
     pass
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": 64}, {"type": "number"}], "description": "ISO 8601, or seconds since the epoch."})
+class TimestampField(serializers.JSONField):
+    pass
+
+
 class HistoryRowSerializer(Serializer):
     step = serializers.IntegerField(min_value=0, max_value=MAX_STEP)
     metrics = serializers.DictField(child=MetricValueField(), help_text="Metric name to value; NaN and ±Infinity are kept as logged.")
-    timestamp = serializers.CharField(required=False, help_text="ISO 8601, or seconds since the epoch as a number.")
+    timestamp = TimestampField(required=False)
 
 
 class HistoryRequestSerializer(Serializer):

@@ -97,7 +97,7 @@ def _timestamp(value):
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, tz=dt_timezone.utc)
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= 64:
             parsed = parse_datetime(value)
             if parsed and parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=dt_timezone.utc)
