@@ -17,6 +17,7 @@ answered 500, or was stored and broke every later read of the team:
 
 import json
 import math
+from math import isfinite
 import re
 import sys
 
@@ -76,35 +77,48 @@ def _text_problem(text):
     return None
 
 
+def _scalar_problem(value, strings, non_finite_allowed):
+    kind = type(value)
+    if kind is str:
+        return _text_problem(value) if strings else None
+    if kind is float:
+        if not non_finite_allowed and not math.isfinite(value):
+            return "NaN and Infinity are accepted only as metric values in history"
+    elif kind is _OutOfRange:
+        return f"the number {shown(value.text)} is beyond the range of a 64-bit float"
+    return None
+
+
 def find_problem(data, *, strings=True, non_finite_allowed=False):
     """The first value of parsed JSON that must not be stored, as (path, message), or None.
 
-    Iterative, so that depth is checked before anything recurses into the value. Paths are kept
-    as parent links and spelled out only for the value refused."""
-    stack = [(data, 0, None)]
+    Iterative, so that depth is checked before anything recurses into the value; scalars are
+    checked in their container's loop and paths kept as parent links, spelled out only for the
+    value refused (a 10,000-row history batch is walked in a few milliseconds)."""
+    if type(data) not in (dict, list):
+        problem = _scalar_problem(data, strings, non_finite_allowed)
+        return (None, problem) if problem else None
+    stack = [(data, 1, None)]
     while stack:
-        value, depth, link = stack.pop()
-        kind = type(value)
-        if kind is dict or kind is list:
-            if depth >= MAX_DEPTH:
-                return link, f"nested more than {MAX_DEPTH} levels deep"
-            items = value.items() if kind is dict else enumerate(value)
-            for key, item in items:
-                if strings and kind is dict:
-                    problem = _text_problem(key)
-                    if problem:
-                        return link, f"a key's {problem}"  # the key itself is not shown: it cannot be rendered
-                stack.append((item, depth + 1, (link, key)))
-        elif kind is str:
-            if strings:
-                problem = _text_problem(value)
+        container, depth, link = stack.pop()
+        if depth > MAX_DEPTH:
+            return link, f"nested more than {MAX_DEPTH} levels deep"
+        is_dict = type(container) is dict
+        for key, item in container.items() if is_dict else enumerate(container):
+            if strings and is_dict:
+                problem = _text_problem(key)
                 if problem:
-                    return link, problem
-        elif kind is float:
-            if not non_finite_allowed and not math.isfinite(value):
-                return link, "NaN and Infinity are accepted only as metric values in history"
-        elif kind is _OutOfRange:
-            return link, f"the number {shown(value.text)} is beyond the range of a 64-bit float"
+                    return link, f"a key's {problem}"  # the key itself is not shown: it cannot be rendered
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1, (link, key)))
+            elif kind is float:
+                if not non_finite_allowed and not isfinite(item):
+                    return (link, key), _scalar_problem(item, strings, non_finite_allowed)
+            elif kind is str and strings or kind is _OutOfRange:
+                problem = _scalar_problem(item, strings, non_finite_allowed)
+                if problem:
+                    return (link, key), problem
     return None
 
 

@@ -88,9 +88,12 @@ ONE_MB = Raw(json.dumps("x" * 1_000_000), "1 MB string")
 
 
 def oversized(max_length):
-    """Strings one character past a field's limit: é is 2 bytes, 6 once JSON-escaped; a quote 2."""
-    over = (max_length or 256) + 1
-    return [Raw(json.dumps("é" * over), f"{over} × é"), Raw(json.dumps('"' * over), f"{over} × quote")]
+    """Strings at a field's limit (stored whole, or refused for another reason: on PostgreSQL a
+    column shorter than the API's limit would answer 500) and one character past it. é is 2
+    bytes, 6 once JSON-escaped; a quote 2."""
+    limit = max_length or 256
+    return [Raw(json.dumps("é" * limit), f"{limit} × é"), Raw(json.dumps("é" * (limit + 1)), f"{limit + 1} × é"),
+            Raw(json.dumps('"' * (limit + 1)), f"{limit + 1} × quote")]
 
 
 def rival_values(rival):
