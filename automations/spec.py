@@ -295,7 +295,7 @@ class RunFilter(Field):
         return clean
 
     def schema(self):
-        return RunFilterSchema(required=False)
+        return RunFilterSchema(required=False, allow_null=True)
 
 
 class Name(Field):
@@ -315,16 +315,14 @@ class Name(Field):
 
 
 class Integration(Field):
-    def read(self, reader, name):
-        return reader.data.get(name)  # resolved against the team by parse_action
+    """Read by parse_action, which resolves it against the team."""
 
     def schema(self):
         return IntegrationRefField(help_text="The id or name of an integration of the team, of the action's kind.")
 
 
 class Payload(Field):
-    def read(self, reader, name):
-        return reader.data.get(name)  # checked against the integration's secrets by parse_action
+    """Read by parse_action, which checks its variables against the integration's secrets."""
 
     def schema(self):
         return PayloadField(help_text="A JSON template; ${variable} references are filled in when sent.")

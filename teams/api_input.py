@@ -8,8 +8,8 @@ answered 500, or was stored and broke every later read of the team:
   outside metric history. Refused with a 400 that names where.
 - `Pagination` (every list): `limit` and `offset` are whole numbers; `limit` above `MAX_LIMIT`
   is read as `MAX_LIMIT`.
-- `PlainURL` (every view, with the permission checks that precede any lookup): no path or query value holds a control
-  character (PostgreSQL cannot even compare text with NUL).
+- `PlainURL` (every view, among the permission checks that precede any lookup): no path or
+  query value holds a control character (PostgreSQL cannot even compare text with NUL).
 - `Serializer` and `ModelSerializer` (every API serializer): a body field the serializer does not
   write (read-only like `id`, or unknown) is refused, and `Meta.read_only_fields` also covers
   declared fields, which DRF silently leaves writable.
@@ -17,7 +17,6 @@ answered 500, or was stored and broke every later read of the team:
 
 import json
 import math
-from math import isfinite
 import re
 import sys
 
@@ -77,13 +76,16 @@ def _text_problem(text):
     return None
 
 
+NON_FINITE_REFUSED = "NaN and Infinity are accepted only as metric values in history"
+
+
 def _scalar_problem(value, strings, non_finite_allowed):
     kind = type(value)
     if kind is str:
         return _text_problem(value) if strings else None
     if kind is float:
         if not non_finite_allowed and not math.isfinite(value):
-            return "NaN and Infinity are accepted only as metric values in history"
+            return NON_FINITE_REFUSED
     elif kind is _OutOfRange:
         return f"the number {shown(value.text)} is beyond the range of a 64-bit float"
     return None
@@ -113,8 +115,8 @@ def find_problem(data, *, strings=True, non_finite_allowed=False):
             if kind is dict or kind is list:
                 stack.append((item, depth + 1, (link, key)))
             elif kind is float:
-                if not non_finite_allowed and not isfinite(item):
-                    return (link, key), _scalar_problem(item, strings, non_finite_allowed)
+                if not non_finite_allowed and not math.isfinite(item):
+                    return (link, key), NON_FINITE_REFUSED
             elif kind is str and strings or kind is _OutOfRange:
                 problem = _scalar_problem(item, strings, non_finite_allowed)
                 if problem:
@@ -152,7 +154,7 @@ class JSONParser(parsers.JSONParser):
         found = find_problem(data, strings=bool(ESCAPED_NUL_OR_SURROGATE.search(body)), non_finite_allowed=self.non_finite_allowed)
         if found:
             path = _unlink(found[0])
-            field = str(path[0]) if path and isinstance(data, dict) else "detail"
+            field = shown(path[0]) if path and isinstance(data, dict) else "detail"
             raise serializers.ValidationError({field: [f"{_where(path)}: {found[1]}."]})
         return data
 
