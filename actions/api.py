@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from teams.api_errors import Conflict, refuse_name_clash
+from teams.api_input import ModelSerializer, Serializer
 from teams.models import Role
 from teams.permissions import TeamScopedMixin
 
@@ -16,7 +17,11 @@ from .payloads import render, sample_context
 from .transports import Message, send, slack_turn_now
 
 
-class IntegrationSerializer(serializers.ModelSerializer):
+# Fields only one kind of integration takes (API.md); the other kind refuses them.
+KIND_FIELDS = {IntegrationKind.WEBHOOK: ("url", "access_token_secret", "secret"), IntegrationKind.SLACK: ("channel", "token_secret")}
+
+
+class IntegrationSerializer(ModelSerializer):
     kind = serializers.ChoiceField(choices=IntegrationKind.choices)
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
@@ -44,6 +49,10 @@ class IntegrationSerializer(serializers.ModelSerializer):
         if self.instance and "kind" in attrs and attrs["kind"] != self.instance.kind:
             raise serializers.ValidationError({"kind": ["The kind of an integration cannot change."]})
         errors = {}
+        for other_kind, fields in KIND_FIELDS.items():
+            for field in fields:
+                if other_kind != kind and attrs.get(field):
+                    errors[field] = [f"Only {other_kind} integrations take {field}."]
         for field in ("access_token_secret", "secret", "token_secret"):
             if field in attrs:
                 name = attrs[field]
@@ -67,7 +76,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class TestRequestSerializer(serializers.Serializer):
+class TestRequestSerializer(Serializer):
     payload = serializers.JSONField(required=False)
 
 
@@ -119,6 +128,7 @@ class IntegrationDetailView(IntegrationMixin, APIView):
         serializer.save()
         return Response(IntegrationSerializer(integration, context={"team": self.team}).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, team, pk):
         integration = self.get_integration(pk)
         try:

@@ -1,7 +1,7 @@
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,26 +9,45 @@ from rest_framework.views import APIView
 from events.models import Event
 from actions.http import site_of
 from teams.api_errors import refuse_name_clash
+from teams.api_input import Serializer
 from teams.models import Role
 from teams.permissions import TeamScopedMixin
 
 from . import dispatch, lifecycle
 from .delivery import deliver
 from .models import ActionType, Automation, Execution, ExecutionStatus, ScopeType
-from .spec import SpecError, describe_action, describe_scope, parse_action, parse_event, parse_scope
+from .spec import SpecError, describe_action, describe_scope, parse_action, parse_event, parse_scope, schema_variants
 from .matching import TRIGGERS
 
 
-class AutomationSerializer(serializers.Serializer):
+# The schema describes each section as one variant per `type` (a discriminator), built from
+# automations.spec's field tables; automations.spec also validates them.
+@extend_schema_field(PolymorphicProxySerializer("Scope", schema_variants("scope"), "type"))
+class ScopeField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(PolymorphicProxySerializer("Event", schema_variants("event"), "type"))
+class EventField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(PolymorphicProxySerializer("Action", schema_variants("action"), "type"))
+class ActionField(serializers.JSONField):
+    pass
+
+
+class AutomationSerializer(Serializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(max_length=128)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)
-    scope = serializers.JSONField()
-    event = serializers.JSONField()
-    action = serializers.JSONField()
+    scope = ScopeField()
+    event = EventField()
+    action = ActionField()
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+    url = serializers.CharField(read_only=True)
 
     def validate(self, attrs):
         team, instance = self.context["team"], self.instance
@@ -115,6 +134,7 @@ class AutomationDetailView(AutomationMixin, APIView):
         automation.save()
         return Response(AutomationSerializer(self.get_automation(pk)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, team, pk):
         self.get_automation(pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,15 +1,22 @@
 """Reading and validating an automation's scope, event filter and action, with the defaults of
 SPEC.md. The REST API and the admin form both go through here, so they refuse the same things
-with the same messages. Errors are raised as SpecError({"section": {"field": ["message"]}})."""
+with the same messages. Errors are raised as SpecError({"section": {"field": ["message"]}}).
+
+The field tables (SCOPE_NAMES, EVENT_FIELDS, ACTION_FIELDS) say, per type, which fields exist,
+how each is read and checked, and how the OpenAPI schema describes it (`schema_variants`)."""
 
 import json
 import math
 from functools import lru_cache
 
 import re2
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 from actions.models import IntegrationKind
 from actions.payloads import unknown_variables
+from teams.api_input import shown
+from teams.validators import NAME_PATTERN
 from tracking.models import ArtifactCollection
 from tracking.serializers import METRIC_KEY_RE
 
@@ -22,6 +29,10 @@ RUN_STATES = ("RUNNING", "FINISHED", "FAILED")
 SEVERITIES = ("INFO", "WARN", "ERROR")
 MAX_REGEX = 500
 MAX_PAYLOAD = 65536
+MAX_USERNAME = 150
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is answered with a 400, not logged to stderr
 
 
 class SpecError(Exception):
@@ -33,11 +44,25 @@ class SpecError(Exception):
 @lru_cache(maxsize=1024)
 def compile_regex(pattern):
     """RE2: linear time whatever the pattern (no catastrophic backtracking)."""
-    return re2.compile(pattern)
+    return re2.compile(pattern, _RE2_OPTIONS)
 
 
 def regex_search(pattern, text):
     return compile_regex(pattern).search(text or "") is not None
+
+
+def regex_error(exc):
+    """re2 reports its reason as bytes; show it as text."""
+    reason = exc.args[0] if exc.args else ""
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+
+
+def present(value):
+    return value not in (None, "") and value != {}
+
+
+def _one_of(value, choices):
+    return isinstance(value, str) and value in choices
 
 
 class _Reader:
@@ -51,7 +76,7 @@ class _Reader:
         self.data = data
         for key in data:
             if key not in allowed:
-                self.errors[key] = [f"Unknown field for this type; allowed: {', '.join(sorted(allowed))}."]
+                self.errors[shown(key)] = [f"Unknown field for this type; allowed: {', '.join(sorted(allowed))}."]
 
     def fail(self, field, message):
         self.errors.setdefault(field, []).append(message)
@@ -61,7 +86,7 @@ class _Reader:
             raise SpecError({self.section: self.errors})
 
     def present(self, field):
-        return self.data.get(field) not in (None, "")
+        return present(self.data.get(field))
 
     def choice(self, field, choices, default=None, required=False):
         value = self.data.get(field, default)
@@ -69,8 +94,9 @@ class _Reader:
             if required:
                 self.fail(field, f"This field is required; one of {', '.join(choices)}.")
             return default
-        if value not in choices:
-            self.fail(field, f"{value!r} is not one of {', '.join(choices)}.")
+        if not _one_of(value, choices):
+            self.fail(field, f"{_repr(value)} is not one of {', '.join(choices)}.")
+            return default
         return value
 
     def integer(self, field, default, low, high):
@@ -86,7 +112,7 @@ class _Reader:
             if required:
                 self.fail(field, "This field is required.")
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             self.fail(field, "Must be a finite number.")
             return None
         if positive and value <= 0:
@@ -105,7 +131,7 @@ class _Reader:
         try:
             compile_regex(value)
         except re2.error as exc:
-            self.fail(field, f"Not a valid regular expression: {exc}.")
+            self.fail(field, f"Not a valid regular expression: {regex_error(exc)}.")
         return value
 
     def text(self, field, max_length, default=""):
@@ -117,46 +143,274 @@ class _Reader:
             return default
         return value
 
-    def metric(self):
-        value = self.data.get("metric")
+    def metric(self, field="metric"):
+        value = self.data.get(field)
         if not isinstance(value, str) or not METRIC_KEY_RE.match(value):
-            self.fail("metric", "Required: a metric name (letters, digits and _./:@+-, up to 128).")
+            self.fail(field, "Required: a metric name (letters, digits and _./:@+-, up to 128).")
         return value
+
+    def states(self, field="states"):
+        """Run states in either case (the runs API writes them lowercase), stored uppercase."""
+        value = self.data.get(field)
+        wanted = f"a non-empty list of {', '.join(RUN_STATES)} (either case; CRASHED counts as FAILED, KILLED never triggers)"
+        if not isinstance(value, list) or not value:
+            self.fail(field, f"Required: {wanted}.")
+            return None
+        bad = [s for s in value if not (isinstance(s, str) and s.upper() in RUN_STATES)]
+        if bad:
+            self.fail(field, f"{_repr(bad[0])} is not a run state an automation watches; use {wanted}.")
+            return None
+        return sorted({s.upper() for s in value})
+
+
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float: the API refuses these before, the admin cannot send them
+        return False
+
+
+def _repr(value):
+    return repr(shown(value)) if isinstance(value, str) else "This value"
+
+
+# --- Field tables. Each field says how it is read from a section and how the schema shows it.
+
+
+class Field:
+    """A field of a scope, event filter or action. `optional` fields are left out of the stored
+    filter when absent; the others are stored with their default."""
+
+    optional = False
+
+    def read(self, reader, name):
+        raise NotImplementedError
+
+    def schema(self):
+        raise NotImplementedError
+
+
+class Choice(Field):
+    def __init__(self, choices, default=None, required=False):
+        self.choices, self.default, self.required = choices, default, required
+
+    def read(self, reader, name):
+        return reader.choice(name, self.choices, self.default, self.required)
+
+    def schema(self):
+        return serializers.ChoiceField(choices=self.choices, required=self.required, allow_null=not self.required,
+                                       help_text=f"Default {self.default}." if self.default else "")
+
+
+class Integer(Field):
+    def __init__(self, default, low, high):
+        self.default, self.low, self.high = default, low, high
+
+    def read(self, reader, name):
+        return reader.integer(name, self.default, self.low, self.high)
+
+    def schema(self):
+        return serializers.IntegerField(min_value=self.low, max_value=self.high, required=False, help_text=f"Default {self.default}.")
+
+
+class Number(Field):
+    def __init__(self, default=None, positive=False, required=False):
+        self.default, self.positive, self.required = default, positive, required
+
+    def read(self, reader, name):
+        return reader.number(name, self.default, self.positive, self.required)
+
+    def schema(self):
+        field = PositiveNumberField if self.positive else serializers.FloatField
+        help_text = ("Greater than 0." if self.positive else "A finite number.") + (f" Default {self.default}." if self.default else "")
+        return field(required=self.required, help_text=help_text)
+
+
+class Regex(Field):
+    def __init__(self, required=False):
+        self.required = required
+        self.optional = not required
+
+    def read(self, reader, name):
+        return reader.regex(name, self.required)
+
+    def schema(self):
+        return serializers.CharField(max_length=MAX_REGEX, required=self.required, allow_blank=not self.required,
+                                     help_text="An RE2 regular expression, searched anywhere in the text (anchor with ^ and $).")
+
+
+class Text(Field):
+    def __init__(self, max_length, optional=False):
+        self.max_length, self.optional = max_length, optional
+
+    def read(self, reader, name):
+        return reader.text(name, self.max_length)
+
+    def schema(self):
+        return serializers.CharField(max_length=self.max_length, required=False, allow_blank=True)
+
+
+class Metric(Field):
+    def read(self, reader, name):
+        return reader.metric(name)
+
+    def schema(self):
+        return serializers.RegexField(METRIC_KEY_RE.pattern, max_length=128, help_text="A metric name, e.g. loss or val/acc.")
+
+
+class States(Field):
+    def read(self, reader, name):
+        return reader.states(name)
+
+    def schema(self):
+        choices = [*RUN_STATES, *(s.lower() for s in RUN_STATES)]
+        return serializers.ListField(child=serializers.ChoiceField(choices=choices), min_length=1,
+                                     help_text="CRASHED counts as FAILED; KILLED never triggers. Either case.")
+
+
+class RunFilterSchema(serializers.Serializer):
+    user = serializers.CharField(max_length=MAX_USERNAME, required=False, help_text="Only runs of this username.")
+    name_regex = serializers.CharField(max_length=MAX_REGEX, required=False, help_text="Only runs whose display name matches.")
+
+
+class RunFilter(Field):
+    optional = True
+
+    def read(self, reader, name):
+        value = reader.data.get(name)
+        if not isinstance(value, dict) or set(value) - {"user", "name_regex"}:
+            reader.fail(name, "Must be an object with user and/or name_regex.")
+            return None
+        clean = {}
+        if present(value.get("user")):
+            if not isinstance(value["user"], str) or len(value["user"]) > MAX_USERNAME:
+                reader.fail(name, f"user must be a username (at most {MAX_USERNAME} characters).")
+            clean["user"] = value["user"]
+        if present(value.get("name_regex")):
+            sub = _Reader(reader.section, {"name_regex": value["name_regex"]}, {"name_regex"})
+            sub.regex("name_regex")
+            for messages in sub.errors.values():
+                reader.fail(name, "name_regex: " + messages[0])
+            clean["name_regex"] = value["name_regex"]
+        return clean
+
+    def schema(self):
+        return RunFilterSchema(required=False, allow_null=True)
+
+
+class Name(Field):
+    """The name of a project, registry or collection of the team."""
+
+    def __init__(self, max_length):
+        self.max_length = max_length
+
+    def read(self, reader, name):
+        value = reader.data.get(name)
+        if not isinstance(value, str) or not value or len(value) > self.max_length:
+            reader.fail(name, f"This field is required (a name of at most {self.max_length} characters).")
+        return value
+
+    def schema(self):
+        return serializers.RegexField(NAME_PATTERN, max_length=self.max_length)
+
+
+class Integration(Field):
+    """Read by parse_action, which resolves it against the team."""
+
+    def schema(self):
+        return IntegrationRefField(help_text="The id or name of an integration of the team, of the action's kind.")
+
+
+class Payload(Field):
+    """Read by parse_action, which checks its variables against the integration's secrets."""
+
+    def schema(self):
+        return PayloadField(help_text="A JSON template; ${variable} references are filled in when sent.")
+
+
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1, "maxLength": 64}]})
+class IntegrationRefField(serializers.JSONField):
+    """Only for the schema: an integer id, or a name."""
+
+
+@extend_schema_field({"oneOf": [{"type": "object", "additionalProperties": {}}, {"type": "array", "items": {}}]})
+class PayloadField(serializers.JSONField):
+    """Only for the schema: a JSON template."""
+
+
+@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True})
+class PositiveNumberField(serializers.FloatField):
+    """Only for the schema: a number greater than 0."""
+
+
+SCOPE_NAMES = {
+    ScopeType.PROJECT: {"project": Name(64)},
+    ScopeType.ARTIFACT_COLLECTION: {"project": Name(64), "collection": Name(128)},
+    ScopeType.REGISTRY: {"registry": Name(64)},
+    ScopeType.REGISTRY_COLLECTION: {"registry": Name(64), "collection": Name(128)},
+    ScopeType.TEAM: {},
+}
+
+_METRIC_CHANGE_DIR = Choice(DIRS, default="ANY")
+EVENT_FIELDS = {
+    EventType.CREATE_ARTIFACT: {"collection_type": Text(64, optional=True)},
+    EventType.LINK_ARTIFACT: {"alias_regex": Regex()},
+    EventType.ADD_ARTIFACT_ALIAS: {"alias_regex": Regex(required=True)},
+    EventType.ADD_ARTIFACT_TAG: {"tag_regex": Regex(required=True)},
+    EventType.RUN_STATE: {"states": States(), "run_filter": RunFilter()},
+    EventType.RUN_METRIC_THRESHOLD: {
+        "metric": Metric(), "window": Integer(5, 1, 1000), "agg": Choice(AGGS), "cmp": Choice(CMPS, required=True),
+        "threshold": Number(required=True), "run_filter": RunFilter(),
+    },
+    EventType.RUN_METRIC_CHANGE: {
+        "metric": Metric(), "agg": Choice(AGGS, default="AVERAGE"), "current_window": Integer(10, 1, 1000),
+        "prior_window": Integer(50, 1, 10000), "change_type": Choice(("ABSOLUTE", "RELATIVE"), default="RELATIVE"),
+        "change_dir": _METRIC_CHANGE_DIR, "change_amount": Number(positive=True, required=True), "run_filter": RunFilter(),
+    },
+    EventType.RUN_METRIC_ZSCORE: {
+        "metric": Metric(), "window": Integer(30, 2, 1000), "threshold": Number(default=3.0, positive=True),
+        "change_dir": _METRIC_CHANGE_DIR, "basis": Choice(("runs", "history"), default="runs"), "run_filter": RunFilter(),
+    },
+}
+
+ACTION_FIELDS = {
+    ActionType.WEBHOOK: {"integration": Integration(), "payload": Payload()},
+    ActionType.SLACK: {"integration": Integration(), "title": Text(200), "message": Text(3000), "severity": Choice(SEVERITIES, default="INFO")},
+    ActionType.NO_OP: {},
+}
+
+
+def _type_of(section, data, types):
+    if not isinstance(data, dict):
+        raise SpecError({section: ["Must be an object with a type."]})
+    value = data.get("type")
+    if not _one_of(value, types):
+        raise SpecError({section: {"type": [f"Must be one of {', '.join(types)}."]}})
+    return value
 
 
 def parse_scope(team, data):
     """{"type", "project"?, "registry"?, "collection"?} -> model fields."""
-    if not isinstance(data, dict):
-        raise SpecError({"scope": ["Must be an object with a type."]})
-    scope_type = data.get("type")
-    needs = {
-        ScopeType.PROJECT: ("project",),
-        ScopeType.ARTIFACT_COLLECTION: ("project", "collection"),
-        ScopeType.REGISTRY: ("registry",),
-        ScopeType.REGISTRY_COLLECTION: ("registry", "collection"),
-        ScopeType.TEAM: (),
-    }
-    if scope_type not in needs:
-        raise SpecError({"scope": {"type": [f"Must be one of {', '.join(needs)}."]}})
-    reader = _Reader("scope", data, {"type", *needs[scope_type]})
-    for field in needs[scope_type]:
-        if not isinstance(data.get(field), str) or not data.get(field):
-            reader.fail(field, "This field is required (a name).")
+    scope_type = _type_of("scope", data, SCOPE_NAMES)
+    names = SCOPE_NAMES[scope_type]
+    reader = _Reader("scope", data, {"type", *names})
+    for name, field in names.items():
+        field.read(reader, name)
     reader.done()
     fields = {"scope_type": scope_type, "project": None, "registry": None, "collection": None}
-    if "project" in needs[scope_type]:
+    if "project" in names:
         fields["project"] = team.projects.filter(name=data["project"]).first()
         if fields["project"] is None:
-            raise SpecError({"scope": {"project": [f"No project {data['project']!r} in team {team.name}."]}})
-    if "registry" in needs[scope_type]:
+            raise SpecError({"scope": {"project": [f"No project {_repr(data['project'])} in team {team.name}."]}})
+    if "registry" in names:
         fields["registry"] = team.registries.filter(name=data["registry"]).first()
         if fields["registry"] is None:
-            raise SpecError({"scope": {"registry": [f"No registry {data['registry']!r} in team {team.name}."]}})
-    if "collection" in needs[scope_type]:
+            raise SpecError({"scope": {"registry": [f"No registry {_repr(data['registry'])} in team {team.name}."]}})
+    if "collection" in names:
         owner = {"project": fields["project"]} if fields["project"] else {"registry": fields["registry"]}
         fields["collection"] = ArtifactCollection.objects.filter(name=data["collection"], **owner).first()
         if fields["collection"] is None:
-            raise SpecError({"scope": {"collection": [f"No collection {data['collection']!r} there."]}})
+            raise SpecError({"scope": {"collection": [f"No collection {_repr(data['collection'])} there."]}})
         if scope_type == ScopeType.ARTIFACT_COLLECTION:
             fields["project"] = None  # the collection says it all; keeps the lookup index exact
         else:
@@ -164,106 +418,31 @@ def parse_scope(team, data):
     return fields
 
 
-EVENT_FIELDS = {
-    EventType.CREATE_ARTIFACT: {"collection_type"},
-    EventType.LINK_ARTIFACT: {"alias_regex"},
-    EventType.ADD_ARTIFACT_ALIAS: {"alias_regex"},
-    EventType.ADD_ARTIFACT_TAG: {"tag_regex"},
-    EventType.RUN_STATE: {"states", "run_filter"},
-    EventType.RUN_METRIC_THRESHOLD: {"metric", "window", "agg", "cmp", "threshold", "run_filter"},
-    EventType.RUN_METRIC_CHANGE: {"metric", "agg", "current_window", "prior_window", "change_type", "change_dir", "change_amount", "run_filter"},
-    EventType.RUN_METRIC_ZSCORE: {"metric", "window", "threshold", "change_dir", "basis", "run_filter"},
-}
-
-
 def parse_event(scope_type, data):
     """{"type", …filter} -> (event_type, filter with defaults)."""
-    if not isinstance(data, dict):
-        raise SpecError({"event": ["Must be an object with a type."]})
-    event_type = data.get("type")
-    if event_type not in EVENT_FIELDS:
-        raise SpecError({"event": {"type": [f"Must be one of {', '.join(EVENT_FIELDS)}."]}})
+    event_type = _type_of("event", data, EVENT_FIELDS)
     if scope_type in SCOPE_EVENTS and event_type not in SCOPE_EVENTS[scope_type]:
         allowed = ", ".join(sorted(SCOPE_EVENTS[scope_type]))
         raise SpecError({"event": {"type": [f"{event_type} cannot be used with a {scope_type} scope; it allows {allowed}."]}})
-    r = _Reader("event", data, {"type", *EVENT_FIELDS[event_type]})
+    fields = EVENT_FIELDS[event_type]
+    reader = _Reader("event", data, {"type", *fields})
     f = {}
-    if event_type == EventType.CREATE_ARTIFACT:
-        if r.present("collection_type"):
-            f["collection_type"] = r.text("collection_type", 64)
-    elif event_type == EventType.LINK_ARTIFACT:
-        if r.present("alias_regex"):
-            f["alias_regex"] = r.regex("alias_regex")
-    elif event_type == EventType.ADD_ARTIFACT_ALIAS:
-        f["alias_regex"] = r.regex("alias_regex", required=True)
-    elif event_type == EventType.ADD_ARTIFACT_TAG:
-        f["tag_regex"] = r.regex("tag_regex", required=True)
-    elif event_type == EventType.RUN_STATE:
-        states = data.get("states")
-        if not isinstance(states, list) or not states or any(s not in RUN_STATES for s in states):
-            r.fail("states", f"Required: a non-empty list of {', '.join(RUN_STATES)}.")
-        else:
-            f["states"] = sorted(set(states))
-    elif event_type == EventType.RUN_METRIC_THRESHOLD:
-        f["metric"] = r.metric()
-        f["window"] = r.integer("window", 5, 1, 1000)
-        f["agg"] = r.choice("agg", AGGS)
-        f["cmp"] = r.choice("cmp", CMPS, required=True)
-        f["threshold"] = r.number("threshold", required=True)
-    elif event_type == EventType.RUN_METRIC_CHANGE:
-        f["metric"] = r.metric()
-        f["agg"] = r.choice("agg", AGGS, default="AVERAGE")
-        f["current_window"] = r.integer("current_window", 10, 1, 1000)
-        f["prior_window"] = r.integer("prior_window", 50, 1, 10000)
-        f["change_type"] = r.choice("change_type", ("ABSOLUTE", "RELATIVE"), default="RELATIVE")
-        f["change_dir"] = r.choice("change_dir", DIRS, default="ANY")
-        f["change_amount"] = r.number("change_amount", positive=True, required=True)
-    elif event_type == EventType.RUN_METRIC_ZSCORE:
-        f["metric"] = r.metric()
-        f["window"] = r.integer("window", 30, 2, 1000)
-        f["threshold"] = r.number("threshold", default=3.0, positive=True)
-        f["change_dir"] = r.choice("change_dir", DIRS, default="ANY")
-        f["basis"] = r.choice("basis", ("runs", "history"), default="runs")
-    if event_type in RUN_EVENTS and data.get("run_filter") not in (None, {}):
-        f["run_filter"] = _parse_run_filter(r, data["run_filter"])
-    r.done()
+    for name, field in fields.items():
+        if field.optional and not reader.present(name):
+            continue
+        f[name] = field.read(reader, name)
+    reader.done()
     return event_type, f
 
 
-def _parse_run_filter(reader, value):
-    if not isinstance(value, dict) or set(value) - {"user", "name_regex"}:
-        reader.fail("run_filter", "Must be an object with user and/or name_regex.")
-        return None
-    clean = {}
-    if value.get("user"):
-        if not isinstance(value["user"], str) or len(value["user"]) > 150:
-            reader.fail("run_filter", "user must be a username.")
-        clean["user"] = value["user"]
-    if value.get("name_regex"):
-        sub = _Reader("event", {"name_regex": value["name_regex"]}, {"name_regex"})
-        sub.regex("name_regex")
-        for messages in sub.errors.values():
-            reader.fail("run_filter", "name_regex: " + messages[0])
-        clean["name_regex"] = value["name_regex"]
-    return clean
-
-
-ACTION_FIELDS = {
-    ActionType.WEBHOOK: {"integration", "payload"},
-    ActionType.SLACK: {"integration", "title", "message", "severity"},
-    ActionType.NO_OP: set(),
-}
 ACTION_KIND = {ActionType.WEBHOOK: IntegrationKind.WEBHOOK, ActionType.SLACK: IntegrationKind.SLACK}
 
 
 def parse_action(team, data):
     """{"type", …} -> (action_type, integration, config)."""
-    if not isinstance(data, dict):
-        raise SpecError({"action": ["Must be an object with a type."]})
-    action_type = data.get("type")
-    if action_type not in ACTION_FIELDS:
-        raise SpecError({"action": {"type": [f"Must be one of {', '.join(ACTION_FIELDS)}."]}})
-    r = _Reader("action", data, {"type", *ACTION_FIELDS[action_type]})
+    action_type = _type_of("action", data, ACTION_FIELDS)
+    fields = ACTION_FIELDS[action_type]
+    r = _Reader("action", data, {"type", *fields})
     if action_type == ActionType.NO_OP:
         r.done()
         return action_type, None, {}
@@ -283,9 +462,8 @@ def parse_action(team, data):
                                   f"Known: the payload variables and this webhook's secrets ({', '.join(sorted(names)) or 'none attached'}).")
             config["payload"] = payload
     else:
-        config["title"] = r.text("title", 200)
-        config["message"] = r.text("message", 3000)
-        config["severity"] = r.choice("severity", SEVERITIES, default="INFO")
+        for name in ("title", "message", "severity"):
+            config[name] = fields[name].read(r, name)
         for field in ("title", "message"):
             unknown = unknown_variables(config[field] or "")
             if unknown:
@@ -301,16 +479,37 @@ def resolve_integration(team, ref, kind, reader):
     qs = team.integrations.select_related("access_token_secret", "secret")
     if isinstance(ref, int) and not isinstance(ref, bool):
         integration = qs.filter(pk=ref).first()
+    elif isinstance(ref, str) and ref.isascii() and ref.isdigit():
+        integration = qs.filter(pk=int(ref)).first() if len(ref) <= 18 else None
     elif isinstance(ref, str):
-        integration = qs.filter(pk=int(ref)).first() if ref.isdigit() else qs.filter(name=ref).first()
+        integration = qs.filter(name=ref).first()
     else:
         integration = None
     if integration is None:
-        reader.fail("integration", f"No integration {ref!r} in team {team.name}.")
+        shown_ref = ref if isinstance(ref, int) else _repr(ref)
+        reader.fail("integration", f"No integration {shown_ref} in team {team.name}.")
     elif integration.kind != kind:
         reader.fail("integration", f"{integration.name} is a {integration.kind} integration; this action needs a {kind} one.")
         integration = None
     return integration
+
+
+def _component(value, suffix):
+    return "".join(part.capitalize() for part in value.lower().split("_")) + suffix
+
+
+def schema_variants(section):
+    """{type: serializer class} describing one section for the OpenAPI schema, built from the
+    field tables above: one variant per type, told apart by `type`."""
+    table, suffix = {"scope": (SCOPE_NAMES, "Scope"), "event": (EVENT_FIELDS, "Event"), "action": (ACTION_FIELDS, "Action")}[section]
+    variants = {}
+    for type_value, fields in table.items():
+        attrs = {"type": serializers.ChoiceField(choices=[type_value])}
+        attrs.update({name: field.schema() for name, field in fields.items()})
+        if "integration" in fields:
+            attrs["integration_name"] = serializers.CharField(read_only=True)
+        variants[str(type_value)] = type(_component(type_value, suffix), (serializers.Serializer,), attrs)
+    return variants
 
 
 def describe_scope(automation):

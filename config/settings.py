@@ -146,8 +146,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # PlainURL runs before any view looks a path or query value up.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "teams.api_input.PlainURL"],
+    # JSON only (API.md): form bodies would reach JSON fields without the parser's checks.
+    "DEFAULT_PARSER_CLASSES": ["teams.api_input.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "teams.api_input.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",

@@ -83,6 +83,7 @@ class MemberDetailView(TeamScopedMixin, APIView):
         membership.save(update_fields=["role"])
         return Response(MembershipSerializer(membership).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, team, username):
         membership = self.get_membership(username)
         if membership.is_last_admin():
@@ -121,6 +122,7 @@ class SecretDetailView(TeamScopedMixin, APIView):
         secret.save(update_fields=["value", "updated_at"])
         return Response(SecretSerializer(secret).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, team, name):
         secret = get_object_or_404(Secret.objects.listing(), team=self.team, name=name)
         try:

@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from .api_input import ModelSerializer, Serializer
 from .models import Membership, Role, Secret, Team
 from .validators import validate_secret_name, validate_slug_name
 
@@ -9,7 +10,7 @@ from .validators import validate_secret_name, validate_slug_name
 RESERVED_TEAM_NAMES = {"admin", "api", "static", "accounts", "login", "logout", "healthz", "metrics", "mlflow"}
 
 
-class TeamSerializer(serializers.ModelSerializer):
+class TeamSerializer(ModelSerializer):
     name = serializers.CharField(max_length=64, validators=[validate_slug_name])
 
     class Meta:
@@ -22,7 +23,7 @@ class TeamSerializer(serializers.ModelSerializer):
         return value
 
 
-class MembershipSerializer(serializers.Serializer):
+class MembershipSerializer(Serializer):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
 
@@ -36,11 +37,11 @@ class MembershipSerializer(serializers.Serializer):
         return {"username": membership.user.username, "role": membership.role, "created_at": membership.created_at}
 
 
-class RoleSerializer(serializers.Serializer):
+class RoleSerializer(Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class SecretSerializer(serializers.ModelSerializer):
+class SecretSerializer(ModelSerializer):
     """Takes a value, never gives one back."""
 
     name = serializers.CharField(max_length=64, validators=[validate_secret_name])
@@ -52,5 +53,5 @@ class SecretSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class SecretValueSerializer(serializers.Serializer):
+class SecretValueSerializer(Serializer):
     value = serializers.CharField(write_only=True, max_length=8192, trim_whitespace=False)

@@ -1,9 +1,13 @@
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
-from automations.models import Automation
+from automations.models import ActionType, Automation, EventType, ScopeType
+from automations.spec import CMPS
 
 from .conftest import T
+from .token_client import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -158,3 +162,108 @@ def test_integration_validation(api, alice, setup):
     assert listed[0]["access_token_secret"] == "GH_TOKEN" and "signing_secret" not in listed[0]
     patched = c.patch(f"{T}/integrations/{setup['id']}/", {"url": "https://ci.example.com/v2"}, format="json")
     assert patched.status_code == 200 and patched.json()["url"] == "https://ci.example.com/v2"
+
+
+# --- Hardening: wrong types where a type name is expected, states in either case, plain regex
+# errors, numbers no float holds, and the typed schema.
+
+WRONG_TYPE_VALUES = ([], {}, [[]], ["project"], {"type": "team"}, 1, 1.5, True, None, "")
+
+
+@pytest.mark.parametrize("section", ["scope", "event", "action"])
+@pytest.mark.parametrize("value", WRONG_TYPE_VALUES, ids=repr)
+def test_a_type_that_is_not_a_name_is_refused_with_the_choices(bob, setup, section, value):
+    body = {**VALID, section: {**VALID[section], "type": value}}
+    response = token_client(bob).post(f"{T}/automations/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()[section]["type"][0].startswith("Must be one of ")
+    assert not Automation.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["alias_regex", "registry", "collection", "integration"])
+@pytest.mark.parametrize("value", [[], {}, ["x"], {"type": []}, 1.5, True], ids=repr)
+def test_lists_and_objects_where_a_name_is_expected_are_refused(bob, setup, field, value):
+    section = {"alias_regex": "event", "integration": "action"}.get(field, "scope")
+    body = {**VALID, section: {**VALID[section], field: value}}
+    response = token_client(bob).post(f"{T}/automations/", body, format="json")
+    assert response.status_code == 400 and field in response.json()[section]
+    assert not Automation.objects.exists()
+
+
+def test_run_states_are_accepted_in_either_case_and_stored_uppercase(bob, setup):
+    body = {**METRIC, "event": {"type": "RUN_STATE", "states": ["failed", "Finished", "FAILED"]}}
+    created = token_client(bob).post(f"{T}/automations/", body, format="json")
+    assert created.status_code == 201 and created.json()["event"]["states"] == ["FAILED", "FINISHED"]
+
+
+@pytest.mark.parametrize("states", [["crashed"], ["done"], [["failed"]], [None], "FAILED"], ids=repr)
+def test_a_bad_run_state_lists_the_ones_an_automation_watches(bob, setup, states):
+    body = {**METRIC, "event": {"type": "RUN_STATE", "states": states}}
+    response = token_client(bob).post(f"{T}/automations/", body, format="json")
+    assert response.status_code == 400
+    assert "RUNNING, FINISHED, FAILED (either case; CRASHED counts as FAILED" in response.json()["event"]["states"][0]
+
+
+@pytest.mark.parametrize("pattern, reason", [("(unclosed", "missing ): (unclosed"), ("a{2,1}", "invalid repetition size: {2,1}"), ("[z-a]", "invalid character class range: z-a")])
+def test_a_bad_regex_is_explained_in_plain_text(bob, setup, pattern, reason):
+    response = token_client(bob).post(f"{T}/automations/", with_("event", alias_regex=pattern), format="json")
+    message = response.json()["event"]["alias_regex"][0]
+    assert message.startswith(f"Not a valid regular expression: {reason}") and "b'" not in message
+
+
+@pytest.mark.parametrize("field, event", [
+    ("threshold", '{"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$lt", "threshold": %s}'),
+    ("change_amount", '{"type": "RUN_METRIC_CHANGE", "metric": "loss", "change_amount": %s}'),
+    ("threshold", '{"type": "RUN_METRIC_ZSCORE", "metric": "loss", "threshold": %s}'),
+])
+@pytest.mark.parametrize("literal", ["9" * 400, "-" + "9" * 400, "1e999", "NaN", "Infinity", "-Infinity"])
+def test_numbers_no_float_holds_are_refused_in_conditions(bob, setup, field, event, literal):
+    body = json.dumps({**METRIC, "event": "@event@"}).replace('"@event@"', event % literal)
+    response = token_client(bob).post(f"{T}/automations/", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["event"][0].startswith(f"event.{field}: ")
+    assert not Automation.objects.exists()
+
+
+def test_huge_but_finite_numbers_are_kept(bob, setup):
+    body = {**METRIC, "event": {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$gt", "threshold": 10**300}}
+    created = token_client(bob).post(f"{T}/automations/", body, format="json")
+    assert created.status_code == 201 and created.json()["event"]["threshold"] == 10**300
+
+
+def test_patch_refuses_fields_it_does_not_write(bob, setup):
+    automation = token_client(bob).post(f"{T}/automations/", VALID, format="json").json()
+    for field, value in [("id", 999), ("created_at", "2020-01-01T00:00:00Z"), ("url", "/x/"), ("team", "other"), ("scpoe", {})]:
+        response = token_client(bob).patch(f"{T}/automations/{automation['id']}/", {field: value, "enabled": False}, format="json")
+        assert response.status_code == 400 and "name, description, enabled, scope, event, action" in response.json()[field][0]
+    assert token_client(bob).get(f"{T}/automations/{automation['id']}/").json() == automation
+
+
+def schema_components(client):
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return json.loads(response.content)["components"]["schemas"]
+
+
+def test_schema_describes_scope_event_and_action_one_variant_per_type(alice, setup):
+    components = schema_components(token_client(alice))
+    automation = components["Automation"]["properties"]
+    for section, types in (("scope", ScopeType.values), ("event", EventType.values), ("action", ActionType.values)):
+        assert automation[section] == {"$ref": f"#/components/schemas/{section.capitalize()}"}
+        union = components[section.capitalize()]
+        assert union["discriminator"]["propertyName"] == "type"
+        assert set(union["discriminator"]["mapping"]) == set(types)
+        assert len(union["oneOf"]) == len(types)
+        for type_value, ref in union["discriminator"]["mapping"].items():
+            variant = components[ref.rsplit("/", 1)[1]]
+            type_enum = components[variant["properties"]["type"]["$ref"].rsplit("/", 1)[1]]["enum"]
+            assert type_enum == [type_value] and "type" in variant["required"]
+    threshold = components["RunMetricThresholdEvent"]
+    assert threshold["properties"]["window"] | {"description": None} == {"type": "integer", "minimum": 1, "maximum": 1000, "description": None}
+    assert components[threshold["properties"]["cmp"]["$ref"].rsplit("/", 1)[1]]["enum"] == list(CMPS)
+    assert set(threshold["required"]) == {"type", "metric", "cmp", "threshold"}
+    assert threshold["properties"]["metric"]["maxLength"] == 128 and threshold["properties"]["metric"]["pattern"]
+    assert components["RunMetricChangeEvent"]["properties"]["change_amount"]["exclusiveMinimum"] is True
+    assert components["AddArtifactTagEvent"]["properties"]["tag_regex"]["maxLength"] == 500
+    assert set(components["ArtifactCollectionScope"]["required"]) == {"type", "project", "collection"}
+    assert set(components["SlackAction"]["properties"]) >= {"integration", "title", "message", "severity"}
+    assert components["NoOpAction"]["required"] == ["type"]

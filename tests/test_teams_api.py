@@ -1,9 +1,11 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from teams.api_input import MAX_DEPTH
 from teams.models import Secret
 
 from .conftest import P, T
+from .token_client import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +129,90 @@ def test_outsiders_cannot_tell_a_team_exists(api, team, charlie):
     assert api(charlie).get(f"{T}/").status_code == 404
     assert api(charlie).get("/api/v1/teams/nope/").status_code == 404
     assert api(charlie).get(f"{P}/").status_code == 404
+
+
+# --- The API's edge (teams.api_input): what every body, list and URL goes through.
+
+
+def nested(depth):
+    """A config `depth` levels deep, counting the config object itself."""
+    return '{"a": ' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def create_run(client, config_text):
+    return client.post(f"{P}/runs/", data='{"config": %s}' % config_text, content_type="application/json")
+
+
+@pytest.mark.parametrize("depth, status", [(MAX_DEPTH - 1, 201), (MAX_DEPTH, 400), (500, 400), (5000, 400)])
+def test_nesting_is_bounded(team, project, bob, depth, status):
+    response = create_run(token_client(bob), nested(depth))
+    assert response.status_code == status, response.content[:200]
+    if status == 400:
+        assert "nested more than" in str(response.json())
+
+
+@pytest.mark.parametrize("text, stored", [
+    ('"\\u00e9t\\u00e9"', "été"),
+    ('"\\ud83d\\ude00"', "😀"),  # a surrogate pair is one character
+    ('"\\\\ud800"', "\\ud800"),  # an escaped backslash: the text \ud800, not a surrogate
+    ('"tab\\tand\\nnewline"', "tab\tand\nnewline"),
+])
+def test_valid_text_is_kept_as_sent(team, project, bob, text, stored):
+    response = create_run(token_client(bob), '{"a": %s}' % text)
+    assert response.status_code == 201 and response.json()["config"] == {"a": stored}
+    assert token_client(bob).get(f"{P}/runs/").status_code == 200
+
+
+@pytest.mark.parametrize("config, where", [
+    ('{"a": "\\ud800"}', "config.a"),
+    ('{"a": ["ok", "x\\udfff"]}', "config.a[1]"),
+    ('{"\\ud800": 1}', "config"),
+    ('{"a": "\\u0000"}', "config.a"),
+    ('{"b\\u0000": 1}', "config"),
+    ('{"a": "\\ude00\\ud83d"}', "config.a"),  # a pair in the wrong order is two lone surrogates
+])
+def test_lone_surrogates_and_nul_are_refused_naming_where(team, project, bob, config, where):
+    """Before: stored, and every later list of the team's runs answered 500."""
+    response = create_run(token_client(bob), config)
+    assert response.status_code == 400 and response.json()["config"][0].startswith(where)
+    assert not project.runs.exists()
+    assert token_client(bob).get(f"{P}/runs/").status_code == 200
+
+
+def test_only_json_is_parsed(team, project, bob):
+    response = token_client(bob).post(f"{T}/projects/", {"name": "p"})  # multipart form
+    assert response.status_code == 415 and not team.projects.filter(name="p").exists()
+
+
+def test_a_body_in_another_charset_is_read_in_it_and_bad_bytes_are_refused(team, bob):
+    c = token_client(bob)
+    latin = c.post(f"{T}/projects/", data='{"name": "p", "description": "café"}'.encode("latin-1"), content_type="application/json; charset=latin-1")
+    assert latin.status_code == 201 and latin.json()["description"] == "café"
+    bad = c.post(f"{T}/projects/", data=b'{"name": "q", "description": "\xed\xa0\x80"}', content_type="application/json")
+    assert bad.status_code == 400 and "not valid utf-8" in bad.json()["detail"].lower()
+
+
+@pytest.mark.parametrize("path", ["%00", "a%00b", "a%1fb", "vision%0a"])
+def test_control_characters_in_a_path_are_not_found(team, project, bob, path):
+    assert token_client(bob).get(f"{T}/projects/{path}/").status_code == 404
+    assert token_client(bob).get(f"/api/v1/teams/{path}/").status_code == 404
+
+
+@pytest.mark.parametrize("secret", ["value\n", "multi\nline\nkey", " padded "])
+def test_secret_values_are_kept_as_sent(team, alice, secret):
+    response = token_client(alice).post(f"{T}/secrets/", {"name": "KEY", "value": secret}, format="json")
+    assert response.status_code == 201 and Secret.objects.get(name="KEY").value == secret
+
+
+def test_team_writes_refuse_fields_they_do_not_write(team, alice, bob):
+    c = token_client(alice)
+    response = c.post("/api/v1/teams/", {"name": "newteam", "created_at": "2020-01-01T00:00:00Z"}, format="json")
+    assert response.status_code == 400 and "name, display_name" in response.json()["created_at"][0]
+    renamed = c.put(f"{T}/secrets/GH/", {"value": "v", "name": "OTHER"}, format="json")
+    assert renamed.status_code in (400, 404)
+    c.post(f"{T}/secrets/", {"name": "GH", "value": "v"}, format="json")
+    renamed = c.put(f"{T}/secrets/GH/", {"value": "v2", "name": "OTHER"}, format="json")
+    assert renamed.status_code == 400 and list(renamed.json()) == ["name"]
+    assert Secret.objects.get(name="GH").value == "v"
+    promoted = c.patch(f"{T}/members/bob/", {"role": "viewer", "username": "alice"}, format="json")
+    assert promoted.status_code == 400 and team.memberships.get(user=bob).role == "member"

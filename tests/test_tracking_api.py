@@ -1,11 +1,21 @@
+import json
+import math
+import re
+import tracemalloc
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from teams.api_input import MAX_LIMIT
+from tracking.history import log_history, read_history_page
 from tracking.models import ArtifactCollection, MetricPoint, Run, RunMetric, create_version
+from tracking.serializers import MAX_METRIC_TEXT
 
 from .conftest import P, T
+from .token_client import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -242,3 +252,219 @@ def test_malformed_json_and_wrong_types_are_400(api, team, project, bob):
 def test_schema_and_docs_are_served(api, alice, team):
     assert api(alice).get("/api/schema/").status_code == 200
     assert api(alice).get("/api/docs/").status_code == 200
+
+
+# --- Hardening: non-finite values, text metrics, bounded reads, pagination, writable fields.
+
+
+def client_for_pages(user):
+    client = Client()
+    assert client.login(username=user.username, password=f"{user.username}-password")
+    return client
+
+
+def snapshot_counts():
+    return {m.__name__: m.objects.count() for m in (Run, MetricPoint, RunMetric)}
+
+
+def post_raw(client, url, text):
+    return client.post(url, data=text, content_type="application/json")
+
+
+def test_json_nan_and_infinity_literals_are_kept_and_read_back_as_strings(team, project, bob):
+    """Python's json.dumps writes NaN and Infinity literals; SPEC.md keeps them as logged."""
+    c = token_client(bob)
+    Run.objects.create(project=project, run_id="r", name="r")
+    body = '{"rows": [{"step": 0, "metrics": {"loss": NaN, "up": Infinity, "down": -Infinity, "acc": 0.5}}, {"step": 1, "metrics": {"loss": 0.25}}]}'
+    assert post_raw(c, f"{P}/runs/r/history/", body).json() == {"accepted": 2}
+    history = c.get(f"{P}/runs/r/history/?keys=loss,up,down,acc")
+    assert history.status_code == 200
+    assert history.json() == {"loss": [[0, "NaN"], [1, 0.25]], "up": [[0, "Infinity"]], "down": [[0, "-Infinity"]], "acc": [[0, 0.5]]}
+    assert RunMetric.objects.get(run__run_id="r", key="up").last_value is None  # never satisfies a condition
+    assert c.get(f"{P}/runs/r/history/?samples=1").status_code == 200
+    assert client_for_pages(bob).get("/acme/projects/vision/runs/r/").status_code == 200
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "9" * 400])
+@pytest.mark.parametrize("where", ["summary", "config"])
+def test_non_finite_and_out_of_range_numbers_are_refused_outside_history(team, project, bob, literal, where):
+    c = token_client(bob)
+    Run.objects.create(project=project, run_id="r", name="r")
+    before = snapshot_counts()
+    method, body = (c.patch, '{"summary": {"best": %s}}') if where == "summary" else (c.post, '{"id": "r2", "config": {"lr": %s}}')
+    url = f"{P}/runs/r/" if where == "summary" else f"{P}/runs/"
+    response = method(url, data=body % literal, content_type="application/json")
+    assert response.status_code == 400
+    assert f"{where}.{'best' if where == 'summary' else 'lr'}" in response.json()[where][0]
+    assert snapshot_counts() == before and Run.objects.get(run_id="r").summary == {}
+
+
+@pytest.mark.parametrize("literal", ["1e999", "-1e999", "9" * 400, "-" + "9" * 330])
+def test_numbers_beyond_a_float_are_refused_in_history_naming_the_value(team, project, bob, literal):
+    c = token_client(bob)
+    Run.objects.create(project=project, run_id="r", name="r")
+    body = '{"rows": [{"step": 0, "metrics": {"ok": 1}}, {"step": 1, "metrics": {"big": %s}}]}' % literal
+    response = post_raw(c, f"{P}/runs/r/history/", body)
+    assert response.status_code == 400
+    assert response.json()["rows"][0].startswith("rows[1].metrics.big: the number")
+    assert MetricPoint.objects.count() == 0 and c.get(f"{P}/runs/r/history/").json() == {}
+
+
+TEXT_CLASSES = {
+    "accents": "é", "quotes": '"', "backslashes": "\\", "emoji (astral, a surrogate pair in JSON)": "😀",
+    "newlines": "\n", "cjk": "漢", "mixed": 'é"\\\n漢😀<>&\'',
+}
+
+
+@pytest.mark.parametrize("name", TEXT_CLASSES)
+def test_text_metrics_are_kept_whole_up_to_the_documented_length(team, project, bob, name):
+    """Before: cut at 256 bytes of JSON, so 150 é (900 escaped) broke every later read."""
+    c = token_client(bob)
+    Run.objects.create(project=project, run_id="r", name="r")
+    unit = TEXT_CLASSES[name]
+    longest = (unit * MAX_METRIC_TEXT)[:MAX_METRIC_TEXT]
+    for ensure_ascii in (True, False):
+        body = json.dumps({"rows": [{"step": 0, "metrics": {"note": longest}}]}, ensure_ascii=ensure_ascii)
+        assert post_raw(c, f"{P}/runs/r/history/", body).status_code == 201
+    assert c.get(f"{P}/runs/r/history/?keys=note").json() == {"note": [[0, longest], [0, longest]]}
+    assert client_for_pages(bob).get("/acme/projects/vision/runs/r/").status_code == 200
+    too_long = json.dumps({"rows": [{"step": 1, "metrics": {"note": longest + unit}}]})
+    response = post_raw(c, f"{P}/runs/r/history/", too_long)
+    assert response.status_code == 400 and f"kept up to {MAX_METRIC_TEXT} characters" in response.json()["rows"][0]
+    assert MetricPoint.objects.count() == 2
+
+
+def test_history_reads_at_most_a_page_per_metric_and_links_the_rest(team, project, bob):
+    c = token_client(bob)
+    run = Run.objects.create(project=project, run_id="r", name="r")
+    # 25,002 loss points on even steps, with the step at the first page's edge logged twice;
+    # acc on every 100th step. Steps need not be contiguous.
+    rows = [{"step": 2 * i, "metrics": {"loss": float(i)}} for i in range(25_000)]
+    rows += [{"step": 2 * 9_999, "metrics": {"loss": -1.0}}, {"step": 2 * 20_000, "metrics": {"loss": -2.0}}]
+    rows += [{"step": s, "metrics": {"acc": s / 50_000}} for s in range(0, 50_000, 100)]
+    for start in range(0, len(rows), 10_000):
+        log_history(run, rows[start:start + 10_000])
+    expected = {"loss": sorted((r["step"], r["metrics"]["loss"]) for r in rows if "loss" in r["metrics"]),
+                "acc": [(s, s / 50_000) for s in range(0, 50_000, 100)]}
+    got, url, pages = {"loss": [], "acc": []}, f"{P}/runs/r/history/?keys=loss,acc", 0
+    while url:
+        response = c.get(url)
+        assert response.status_code == 200
+        page = response.json()
+        assert all(len(points) <= 10_000 for points in page.values())
+        for key, points in page.items():
+            got[key] += [tuple(p) for p in points]
+        link = response.headers.get("Link")
+        url = re.fullmatch(r'<(.+)>; rel="next"', link).group(1) if link else None
+        pages += 1
+    assert pages == 3
+    assert sorted(got["loss"]) == expected["loss"] and got["loss"] == sorted(got["loss"], key=lambda p: p[0])
+    assert got["acc"] == expected["acc"]
+
+
+def test_history_range_selects_steps(team, project, bob):
+    c = token_client(bob)
+    run = Run.objects.create(project=project, run_id="r", name="r")
+    log_history(run, [{"step": s, "metrics": {"loss": s / 10}} for s in range(100)])
+    got = c.get(f"{P}/runs/r/history/?keys=loss&min_step=10&max_step=12").json()
+    assert got == {"loss": [[10, 1.0], [11, 1.1], [12, 1.2]]}
+    assert c.get(f"{P}/runs/r/history/?min_step=95").json() == {"loss": [[s, s / 10] for s in range(95, 100)]}
+    assert c.get(f"{P}/runs/r/history/?keys=nothing").json() == {"nothing": []}
+
+
+def test_samples_keep_each_buckets_first_minimum_and_maximum(team, project, bob):
+    c = token_client(bob)
+    run = Run.objects.create(project=project, run_id="r", name="r")
+    values = {s: math.sin(s / 500) for s in range(20_000)}
+    values[7_777], values[15_001] = 50.0, -50.0  # one-step spikes
+    log_history(run, [{"step": s, "metrics": {"loss": v}} for s, v in values.items()])
+    log_history(run, [{"step": 20_000, "metrics": {"loss": "NaN"}}])
+    for samples in (1, 2, 3, 30, 300, 10_000):
+        points = c.get(f"{P}/runs/r/history/?keys=loss&samples={samples}").json()["loss"]
+        assert 1 <= len(points) <= samples
+        assert points == sorted(points, key=lambda p: p[0]) and len({p[0] for p in points}) == len(points)
+        assert all(values.get(step, "NaN") == value for step, value in points)  # real points, as logged
+        if samples >= 2:
+            assert [7_777, 50.0] in points and [15_001, -50.0] in points
+        if samples >= 3:
+            assert points[0] == [0, 0.0]
+    assert len(c.get(f"{P}/runs/r/history/?keys=loss&samples=10000&min_step=19990").json()["loss"]) == 11
+
+
+def test_downsampling_streams_rather_than_loading_the_history(team, project, bob):
+    """100,000 points sampled to 300: peak memory stays far below the points' own size."""
+    run = Run.objects.create(project=project, run_id="r", name="r")
+    for start in range(0, 100_000, 50_000):
+        log_history(run, [{"step": s, "metrics": {"loss": s % 1000 / 1000}} for s in range(start, start + 50_000)])
+    tracemalloc.start()
+    try:
+        history, _ = read_history_page(run, ["loss"], samples=300)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(history["loss"]) <= 300
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB"  # the 100,000 rows as tuples would take ~17 MiB
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [("samples=0", "samples"), ("samples=10001", "samples"), ("samples=x", "samples"), ("min_step=-1", "min_step"),
+     ("min_step=1e3", "min_step"), ("max_step=" + "9" * 30, "max_step"), ("min_step=5&max_step=4", "max_step"),
+     ("keys=bad%20key", "keys"), ("keys=" + ",".join(f"m{i}" for i in range(101)), "keys"), ("keys=a%00", "keys"),
+     ("samples=NaN", "samples")],
+)
+def test_bad_history_parameters_are_refused_naming_them(team, project, bob, query, field):
+    Run.objects.create(project=project, run_id="r", name="r")
+    response = token_client(bob).get(f"{P}/runs/r/history/?{query}")
+    assert response.status_code == 400 and field in response.json(), response.content
+
+
+def test_list_limit_is_clamped_and_bad_limits_and_offsets_are_refused(team, project, bob):
+    c = token_client(bob)
+    for i in range(3):
+        Run.objects.create(project=project, run_id=f"r{i}", name=f"r{i}")
+    page = c.get(f"{P}/runs/?limit={10**30}")
+    assert page.status_code == 200 and len(page.json()["results"]) == 3
+    page = c.get(f"{P}/runs/?limit=1&offset=1").json()
+    assert len(page["results"]) == 1 and "limit=1" in page["next"] and "offset=2" in page["next"]
+    for query, field in [("limit=0", "limit"), ("limit=-1", "limit"), ("limit=abc", "limit"), ("limit=1.5", "limit"),
+                         ("offset=-1", "offset"), ("offset=x", "offset"), (f"offset={2**70}", "offset"), ("limit=" + "9" * 200, "limit")]:
+        response = c.get(f"{P}/runs/?{query}")
+        assert response.status_code == 400 and field in response.json(), query
+
+
+def test_limit_above_the_maximum_reads_as_the_maximum(team, project, bob):
+    for i in range(MAX_LIMIT + 5):
+        Run(project=project, run_id=f"r{i}", name=f"r{i}").save()
+    page = token_client(bob).get(f"{P}/runs/?limit=5000").json()
+    assert len(page["results"]) == MAX_LIMIT and f"limit={MAX_LIMIT}" in page["next"]
+
+
+def test_patch_never_renames_a_run_nor_rewrites_its_config(team, project, bob):
+    c = token_client(bob)
+    run = Run.objects.create(project=project, run_id="r", name="r", config={"lr": 0.1})
+    log_history(run, [{"step": 0, "metrics": {"loss": 1.0}}])
+    for field, value in [("id", "renamed"), ("config", {"lr": 9}), ("user", "alice"), ("created_at", "2020-01-01T00:00:00Z"), ("url", "x")]:
+        response = c.patch(f"{P}/runs/r/", {field: value, "name": "new name"}, format="json")
+        assert response.status_code == 400 and "name, state, summary, tags" in response.json()[field][0]
+    run.refresh_from_db()
+    assert (run.run_id, run.name, run.config) == ("r", "r", {"lr": 0.1})
+    assert c.get(f"{P}/runs/r/history/").json() == {"loss": [[0, 1.0]]}
+    created = c.post(f"{P}/runs/", {"id": "r2", "state": "finished"}, format="json")
+    assert created.status_code == 400 and "state" in created.json() and not Run.objects.filter(run_id="r2").exists()
+
+
+@pytest.mark.parametrize("state", ["FINISHED", "Finished", "finished"])
+def test_run_states_are_accepted_in_either_case(team, project, bob, state):
+    Run.objects.create(project=project, run_id="r", name="r")
+    response = token_client(bob).patch(f"{P}/runs/r/", {"state": state}, format="json")
+    assert response.status_code == 200 and response.json()["state"] == "finished"
+
+
+@pytest.mark.parametrize("state", ["done", "", "FINISHED ", None, ["finished"], {"state": "finished"}])
+def test_a_bad_run_state_lists_the_valid_ones(team, project, bob, state):
+    Run.objects.create(project=project, run_id="r", name="r")
+    response = token_client(bob).patch(f"{P}/runs/r/", {"state": state}, format="json")
+    assert response.status_code == 400
+    assert "running, finished, failed, crashed, killed (either case)" in response.json()["state"][0]
+    assert Run.objects.get(run_id="r").state == "running"

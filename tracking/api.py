@@ -1,15 +1,17 @@
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from teams.api_errors import Conflict, refuse_name_clash
+from teams.api_input import MetricJSONParser, Serializer, shown
 from teams.permissions import TeamScopedMixin
 
-from .history import log_history, read_history
+from .history import PAGE_POINTS, log_history, read_history_page
 from .models import (
     ArtifactAlias,
     ArtifactCollection,
@@ -33,8 +35,12 @@ from .serializers import (
     RunCreateSerializer,
     RunSerializer,
     RunUpdateSerializer,
+    MAX_METRIC_TEXT,
+    MAX_ROWS,
+    MAX_STEP,
+    METRIC_KEY_RE,
     TagSerializer,
-    validate_history_rows,
+    validate_history,
     version_data,
 )
 
@@ -103,26 +109,85 @@ class RunDetailView(RunMixin, APIView):
         return Response(RunSerializer(self.run, context={"request": request}).data)
 
 
-class HistoryRequestSerializer(serializers.Serializer):
-    rows = serializers.ListField(child=serializers.DictField())
+MAX_KEYS = 100
+
+
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "maxLength": MAX_METRIC_TEXT}, {"type": "boolean"}], "nullable": True})
+class MetricValueField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": 64}, {"type": "number"}], "description": "ISO 8601, or seconds since the epoch."})
+class TimestampField(serializers.JSONField):
+    pass
+
+
+class HistoryRowSerializer(Serializer):
+    step = serializers.IntegerField(min_value=0, max_value=MAX_STEP)
+    metrics = serializers.DictField(child=MetricValueField(), help_text="Metric name to value; NaN and ±Infinity are kept as logged.")
+    timestamp = TimestampField(required=False)
+
+
+class HistoryRequestSerializer(Serializer):
+    """The schema of a history batch; the view validates it by hand (`validate_history`), which
+    is much faster than nested serializers at 10,000 rows."""
+
+    rows = serializers.ListField(child=HistoryRowSerializer(), min_length=1, max_length=MAX_ROWS)
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    keys = serializers.CharField(required=False, allow_blank=True, help_text=f"Comma-separated metric names, at most {MAX_KEYS}; all of the run's when absent.")
+    min_step = serializers.IntegerField(required=False, min_value=0, max_value=MAX_STEP, help_text="First step of the range.")
+    max_step = serializers.IntegerField(required=False, min_value=0, max_value=MAX_STEP, help_text="Last step of the range.")
+    samples = serializers.IntegerField(
+        required=False, min_value=1, max_value=PAGE_POINTS,
+        help_text="At most this many points per metric over the range, keeping each bucket's first, minimum and maximum.",
+    )
+
+    def validate_keys(self, value):
+        keys = list(dict.fromkeys(k for k in value.split(",") if k))
+        for key in keys:
+            if not METRIC_KEY_RE.match(key):
+                raise serializers.ValidationError(f"{shown(key)!r} is not a metric name (letters, digits and _./:@+-, up to 128).")
+        if len(keys) > MAX_KEYS:
+            raise serializers.ValidationError(f"At most {MAX_KEYS} metrics per request.")
+        return keys
+
+    def validate(self, attrs):
+        if attrs.get("min_step", 0) > attrs.get("max_step", MAX_STEP):
+            raise serializers.ValidationError({"max_step": ["Must not be less than min_step."]})
+        return attrs
+
+
+HISTORY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {}}},
+    "description": "Metric name to [step, value] pairs in step order. Non-finite values read back as \"NaN\", \"Infinity\", \"-Infinity\".",
+}
 
 
 class HistoryView(RunMixin, APIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("keys", str, description="comma-separated metric names; all when absent")],
-        responses={200: dict},
-    )
+    parser_classes = [MetricJSONParser]
+
+    @extend_schema(parameters=[HistoryQuerySerializer], responses={200: HISTORY_SCHEMA})
     def get(self, request, team, project, run):
-        keys = [k for k in request.query_params.get("keys", "").split(",") if k]
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        keys = params.get("keys")
         if not keys:
-            keys = list(self.run.metrics.order_by("key").values_list("key", flat=True))
-        return Response(read_history(self.run, keys[:100]))
+            keys = list(self.run.metrics.order_by("key").values_list("key", flat=True)[: MAX_KEYS + 1])
+            if len(keys) > MAX_KEYS:
+                return Response({"keys": [f"This run has more than {MAX_KEYS} metrics; name at most {MAX_KEYS} in keys."]}, status=status.HTTP_400_BAD_REQUEST)
+        history, next_step = read_history_page(self.run, keys, params.get("min_step"), params.get("max_step"), params.get("samples"))
+        response = Response(history)
+        if next_step is not None:
+            response["Link"] = f'<{replace_query_param(request.build_absolute_uri(), "min_step", next_step)}>; rel="next"'
+        return response
 
     @extend_schema(request=HistoryRequestSerializer, responses={201: dict})
     def post(self, request, team, project, run):
-        if not isinstance(request.data, dict):
-            return Response({"rows": ["Send an object: {\"rows\": [...]}."]}, status=status.HTTP_400_BAD_REQUEST)
-        rows = validate_history_rows(request.data.get("rows"))
+        rows = validate_history(request.data)
         accepted = log_history(self.run, rows, user=request.user)
         return Response({"accepted": accepted}, status=status.HTTP_201_CREATED)
 
@@ -215,6 +280,7 @@ class VersionAliasView(CollectionMixin, APIView):
 
 
 class VersionAliasDetailView(CollectionMixin, APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request, team, version, alias, **kwargs):
         target = self.get_version(version)
         get_object_or_404(ArtifactAlias, version=target, alias=alias).delete()
@@ -232,6 +298,7 @@ class VersionTagView(CollectionMixin, APIView):
 
 
 class VersionTagDetailView(CollectionMixin, APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request, team, version, tag, **kwargs):
         target = self.get_version(version)
         get_object_or_404(ArtifactTag, version=target, tag=tag).delete()

@@ -118,7 +118,8 @@ class MetricPoint(models.Model):
     key = models.CharField(max_length=128)
     step = models.BigIntegerField()
     value = models.FloatField(null=True)
-    raw = models.CharField(max_length=256, null=True)
+    # Unbounded: a value is stored whole or refused at the API, never cut into invalid JSON.
+    raw = models.TextField(null=True)
     timestamp = models.DateTimeField()
 
     class Meta:
@@ -126,7 +127,7 @@ class MetricPoint(models.Model):
 
     @property
     def logged(self):
-        return self.value if self.raw is None else json.loads(self.raw)
+        return logged_value(self.value, self.raw)
 
 
 class RunMetric(models.Model):
@@ -135,7 +136,7 @@ class RunMetric(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
     key = models.CharField(max_length=128)
     last_value = models.FloatField(null=True)
-    last_raw = models.CharField(max_length=256, null=True)
+    last_raw = models.TextField(null=True)
     last_step = models.BigIntegerField()
     count = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField()
@@ -147,6 +148,24 @@ class RunMetric(models.Model):
 
 def finite_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+NON_FINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def logged_value(value, raw):
+    """A stored point as logged: a finite number from `value`, anything else decoded from `raw`,
+    with NaN and ±Infinity as the strings "NaN", "Infinity" and "-Infinity" (API.md: JSON has no
+    literal for them, and the pages and API render strict JSON)."""
+    if raw is None:
+        return value
+    try:
+        logged = json.loads(raw)
+    except ValueError:
+        return raw  # a text value cut short by a version that limited the column
+    if isinstance(logged, float) and not math.isfinite(logged):
+        return NON_FINITE_TEXT[str(logged)]
+    return logged
 
 
 class Registry(models.Model):

@@ -4,12 +4,17 @@ from datetime import datetime, timezone as dt_timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+from teams.api_input import ModelSerializer, Serializer, shown
 from teams.validators import validate_slug_name
 
 from .models import RUN_ID_RE, ArtifactCollection, Project, Registry, Run, RunState, validate_alias, validate_tag
 
 METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:@+-]{0,127}$")
 MAX_ROWS = 10_000
+# A metric logged as text is kept as logged up to this many characters; longer is refused.
+MAX_METRIC_TEXT = 200
+MAX_STEP = 2**62 - 1
+ROW_FIELDS = {"step", "metrics", "timestamp"}
 
 
 def json_object(value, field):
@@ -18,7 +23,7 @@ def json_object(value, field):
     return value
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(ModelSerializer):
     name = serializers.CharField(max_length=64, validators=[validate_slug_name])
 
     class Meta:
@@ -26,9 +31,29 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = ["name", "description", "created_at"]
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunStateField(serializers.ChoiceField):
+    """A run state in either case: `finished` as the runs API writes it, or `FINISHED` as
+    automations do."""
+
+    EXPECTED = f"use one of {', '.join(RunState.values)} (either case)."
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=RunState.choices, help_text=f"One of {', '.join(RunState.values)}; either case.",
+                         error_messages={"null": f"A run state is required; {self.EXPECTED}"}, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.lower() in RunState.values:
+            return data.lower()
+        shown_value = repr(shown(data)) if isinstance(data, str) else "This"
+        raise serializers.ValidationError(f"{shown_value} is not a run state; {self.EXPECTED}")
+
+
+class RunSerializer(ModelSerializer):
+    """A run as the API shows it; the two subclasses below say which fields a write takes."""
+
     id = serializers.CharField(source="run_id", max_length=64, required=False)
     name = serializers.CharField(max_length=128, required=False)
+    state = RunStateField(required=False)
     user = serializers.CharField(source="user.username", read_only=True, default=None)
     config = serializers.JSONField(required=False)
     summary = serializers.JSONField(required=False)
@@ -38,7 +63,7 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = ["id", "name", "state", "user", "config", "summary", "tags", "created_at", "updated_at", "url"]
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = fields
 
     def get_url(self, run) -> str:
         request = self.context.get("request")
@@ -59,33 +84,38 @@ class RunSerializer(serializers.ModelSerializer):
 
 class RunCreateSerializer(RunSerializer):
     class Meta(RunSerializer.Meta):
-        read_only_fields = ["state", "created_at", "updated_at"]
+        read_only_fields = ["state", "user", "summary", "created_at", "updated_at", "url"]
 
 
 class RunUpdateSerializer(RunSerializer):
-    state = serializers.ChoiceField(choices=RunState.choices, required=False)
-
     class Meta(RunSerializer.Meta):
-        read_only_fields = ["id", "config", "created_at", "updated_at"]
+        read_only_fields = ["id", "user", "config", "created_at", "updated_at", "url"]
 
 
 def _timestamp(value):
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
+    """A row's timestamp as an aware UTC datetime, or None when it is not one."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, tz=dt_timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed and parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt_timezone.utc)
-        return parsed
+        if isinstance(value, str) and len(value) <= 64:
+            parsed = parse_datetime(value)
+            if parsed and parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt_timezone.utc)
+            return parsed.astimezone(dt_timezone.utc) if parsed else None
+    except (OverflowError, OSError, ValueError):
+        pass  # well formed but no real time (month 13), or outside the years a datetime holds
     return None
 
 
-def validate_history_rows(rows):
-    """Validate a history batch by hand: nested serializers cost too much for 10,000 rows.
-    Returns the cleaned rows or raises with the first bad row named."""
+def validate_history(body):
+    """Validate a history batch `{"rows": [...]}` by hand: nested serializers cost too much for
+    10,000 rows. Returns the cleaned rows or raises with the first bad row named."""
+    if not isinstance(body, dict):
+        raise serializers.ValidationError({"rows": ['Send an object: {"rows": [...]}.']})
+    refused = [key for key in body if key != "rows"]
+    if refused:
+        raise serializers.ValidationError({shown(key): ["Not a field this request writes; it takes rows."] for key in refused})
+    rows = body.get("rows")
     if not isinstance(rows, list) or not rows:
         raise serializers.ValidationError({"rows": ["Must be a non-empty list of rows."]})
     if len(rows) > MAX_ROWS:
@@ -97,19 +127,21 @@ def validate_history_rows(rows):
 
         if not isinstance(row, dict):
             raise bad("must be an object with step and metrics")
+        if set(row) - ROW_FIELDS:
+            raise bad(f"unknown field {shown(sorted(set(row) - ROW_FIELDS)[0])!r}; a row takes step, metrics and timestamp")
         step = row.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**62:
-            raise bad("step must be a non-negative integer")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+            raise bad(f"step must be a whole number from 0 to {MAX_STEP}")
         metrics = row.get("metrics")
         if not isinstance(metrics, dict):
             raise bad("metrics must be an object of metric name to value")
         for key, value in metrics.items():
             if not METRIC_KEY_RE.match(key):
-                raise bad(f"metric name {key[:140]!r} is not valid (letters, digits and _./:@+-, up to 128)")
+                raise bad(f"metric name {shown(key)!r} is not valid (letters, digits and _./:@+-, up to 128)")
             if isinstance(value, (dict, list)):
                 raise bad(f"metric {key!r} must be a number (or a scalar kept as logged)")
-            if isinstance(value, str) and len(value) > 200:
-                raise bad(f"metric {key!r}: strings are limited to 200 characters")
+            if isinstance(value, str) and len(value) > MAX_METRIC_TEXT:
+                raise bad(f"metric {key!r}: text is kept up to {MAX_METRIC_TEXT} characters; this is {len(value)}")
         clean = {"step": step, "metrics": metrics}
         if row.get("timestamp") is not None:
             ts = _timestamp(row["timestamp"])
@@ -142,7 +174,7 @@ def version_data(version, request=None):
     return data
 
 
-class ArtifactVersionCreateSerializer(serializers.Serializer):
+class ArtifactVersionCreateSerializer(Serializer):
     name = serializers.CharField(max_length=128, validators=[validate_slug_name])
     type = serializers.CharField(max_length=64, validators=[validate_slug_name])
     metadata = serializers.JSONField(required=False, default=dict)
@@ -156,15 +188,15 @@ class ArtifactVersionCreateSerializer(serializers.Serializer):
         return json_object(value, "metadata")
 
 
-class AliasSerializer(serializers.Serializer):
+class AliasSerializer(Serializer):
     alias = serializers.CharField(max_length=128, validators=[validate_alias])
 
 
-class TagSerializer(serializers.Serializer):
+class TagSerializer(Serializer):
     tag = serializers.CharField(max_length=128, validators=[validate_tag])
 
 
-class CollectionSerializer(serializers.ModelSerializer):
+class CollectionSerializer(ModelSerializer):
     name = serializers.CharField(max_length=128, validators=[validate_slug_name])
     type = serializers.CharField(max_length=64, validators=[validate_slug_name])
     versions = serializers.IntegerField(source="next_index", read_only=True)
@@ -174,7 +206,7 @@ class CollectionSerializer(serializers.ModelSerializer):
         fields = ["name", "type", "description", "versions", "created_at"]
 
 
-class RegistrySerializer(serializers.ModelSerializer):
+class RegistrySerializer(ModelSerializer):
     name = serializers.CharField(max_length=64, validators=[validate_slug_name])
 
     class Meta:
@@ -182,7 +214,7 @@ class RegistrySerializer(serializers.ModelSerializer):
         fields = ["name", "description", "created_at"]
 
 
-class LinkSerializer(serializers.Serializer):
+class LinkSerializer(Serializer):
     artifact = serializers.RegexField(
         r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.-]*$",
         max_length=300,
