@@ -10,7 +10,7 @@ from tests.token_client import token_client
 from tracking.history import log_history
 from tracking.models import Run
 
-from .test_bench import report
+from .results import record
 
 pytestmark = [pytest.mark.bench, pytest.mark.django_db]
 
@@ -22,11 +22,12 @@ def test_history_reads_of_a_million_points(team, project, bob):
     for start in range(0, POINTS, 100_000):
         log_history(run, [{"step": s, "metrics": {"loss": math.sin(s / 1000)}} for s in range(start, start + 100_000)])
     client, url = token_client(bob), "/api/v1/teams/acme/projects/vision/runs/big/history/?keys=loss"
-    for label, query in [("first page (10,000 points)", ""), ("a page mid-run", "&min_step=500000"),
+    for letter, (label, query) in zip("abcde", [("first page (10,000 points)", ""), ("a page mid-run", "&min_step=500000"),
                          ("samples=1000 over the run", "&samples=1000"), ("samples=10000 over the run", "&samples=10000"),
-                         ("samples=1000 over 10% of the run", "&samples=1000&min_step=0&max_step=99999")]:
+                         ("samples=1000 over 10% of the run", "&samples=1000&min_step=0&max_step=99999")]):
         started = time.perf_counter()
         response = client.get(url + query)
         elapsed = time.perf_counter() - started
         assert response.status_code == 200
-        report(f"history read, {label}", elapsed * 1000, "ms", f"({len(response.json()['loss']):,} points of {POINTS:,})")
+        record(f"8{letter}", f"history read through the API, {label}", f"{POINTS:,} points logged", f"{elapsed * 1000:,.0f} ms",
+               "report", points=len(response.json()["loss"]))

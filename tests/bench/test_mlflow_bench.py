@@ -8,14 +8,12 @@ import pytest
 
 from tests.live import LiveTripline
 
+from .results import record
+
 pytestmark = pytest.mark.bench
 mlflow = pytest.importorskip("mlflow")
 
 ROWS, METRICS, CALLS = 1000, 5, 10
-
-
-def report(name, value, unit, detail=""):
-    print(f"\nBENCH {name}: {value:,.1f} {unit} {detail}")
 
 
 def test_mlflow_log_batch_throughput_against_the_native_history_api(tmp_path, monkeypatch):
@@ -49,7 +47,5 @@ def test_mlflow_log_batch_throughput_against_the_native_history_api(tmp_path, mo
         assert len(client.get_metric_history(run_id, "m0")) == CALLS * ROWS
     finally:
         live.stop()
-    detail = f"[{vendor}, gunicorn on loopback, {CALLS} calls of {ROWS:,} rows x {METRICS} metrics]"
-    report("history ingest, native API", native_rate, "values/s", detail)
-    report("history ingest, MLflow client log_batch", mlflow_rate, "values/s", detail)
-    report("MLflow log_batch / native history API", mlflow_rate / native_rate, "x", "(1.0 = as fast as the native API)")
+    record("7", f"MLflow client log_batch vs the native history API ({CALLS} calls of {ROWS:,} rows × {METRICS} metrics)",
+           f"{native_rate:,.0f} values/s", f"{mlflow_rate:,.0f} values/s", "report", ratio=mlflow_rate / native_rate, vendor=vendor)
