@@ -515,7 +515,7 @@ def replay_and_read(sweep, mine, schema):
     page_client = APIClient(raise_request_exception=False)
     assert page_client.login(username="alice", password="alice-password")
     for route, name, view in api_routes():
-        if not route.startswith(("api/", "admin/")) and name:
+        if not route.startswith(("api/", "admin/")) and name and name != "healthz":  # 503 without a worker is its answer
             response = page_client.get(fill(route, mine))
             assert response.status_code < 500, f"page {route} after the accepted writes: {response.status_code}"
 
