@@ -8,6 +8,7 @@ from events.models import Event
 from teams.models import Membership, Role, Secret, Team
 
 from .engine import make_automation
+from .signin import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def automation(team, project):
 
 
 def as_user(client, user):
-    client.force_login(user)
+    assert sign_in(client, user.username).status_code == 302
     return client
 
 
@@ -87,7 +88,8 @@ def test_outsiders_see_nothing_of_the_team(client, team, charlie, other_team, au
 
 def test_people_in_no_team_cannot_enter_the_admin(client, make_user):
     loner = make_user("loner")
-    assert as_user(client, loner).get("/admin/").status_code == 302
+    response = as_user(client, loner).get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0] == "/" and "you are not in a team yet" in response.content.decode()
 
 
 def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
@@ -97,9 +99,14 @@ def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
     assert as_user(client, alice).get("/admin/teams/team/add/").status_code == 403  # teams are made through the API
 
 
-def test_the_login_page_serves_anonymous_visitors(client):
-    response = client.get("/admin/login/?next=/admin/")
-    assert response.status_code == 200 and 'name="username"' in response.content.decode()
+def test_the_admin_signs_in_through_the_site_login_page(client, team, bob):
+    """Members are not staff: the admin's own login form would refuse them."""
+    response = client.get("/admin/automations/automation/", follow=True)
+    assert response.redirect_chain[-1][0] == "/login/?next=/admin/automations/automation/"
+    assert 'name="username"' in response.content.decode()
+    signed_in = sign_in(client, "bob", next="/admin/automations/automation/")
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/automations/automation/"
+    assert client.get("/admin/login/?next=/admin/").url == "/login/?next=/admin/"  # and on, since bob is signed in
 
 
 def unchanged(response):
@@ -151,7 +158,7 @@ def test_a_superuser_adds_a_team_with_its_first_admin(client, alice, bob):
     alice.save()
     c = as_user(client, alice)
     data = {**unchanged(c.get("/admin/teams/team/add/")), "name": "newteam", "memberships-TOTAL_FORMS": "1",
-            "memberships-0-user": bob.pk, "memberships-0-role": "admin"}
+            "memberships-0-user": "bob", "memberships-0-role": "admin"}
     response = c.post("/admin/teams/team/add/", data)
     assert response.status_code == 302
     assert Team.objects.get(name="newteam").memberships.get().user == bob
