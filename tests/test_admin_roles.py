@@ -162,3 +162,48 @@ def test_a_superuser_adds_a_team_with_its_first_admin(client, alice, bob):
     response = c.post("/admin/teams/team/add/", data)
     assert response.status_code == 302
     assert Team.objects.get(name="newteam").memberships.get().user == bob
+
+
+def test_a_member_tags_a_version_in_the_admin(client, team, project, bob):
+    """Saving a version with its tag rows: new tags are added as the API adds them (author,
+    event), an edited tag is the old one removed and the new one added, a ticked one deleted."""
+    from tracking.models import ArtifactCollection, create_version
+
+    version = create_version(ArtifactCollection.objects.create(team=team, project=project, name="mnist", type="model"), tags=["old", "gone"])
+    c = as_user(client, bob)
+    url = f"/admin/tracking/artifactversion/{version.pk}/change/"
+    data = unchanged(c.get(url))
+    rows = {value: key.rsplit("-", 1)[0] for key, value in data.items() if key.startswith("tags-") and key.endswith("-tag")}
+    total = int(data["tags-TOTAL_FORMS"])
+    data.update({f"{rows['old']}-tag": "renamed", f"{rows['gone']}-DELETE": "on", "tags-TOTAL_FORMS": total + 1,
+                 f"tags-{total}-tag": "europe", "description": "tagged in the admin"})
+    response = c.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    version.refresh_from_db()
+    assert sorted(version.tags.values_list("tag", flat=True)) == ["europe", "renamed"]
+    assert set(version.tags.values_list("created_by__username", flat=True)) == {"bob"}
+    added = Event.objects.filter(type="ADD_ARTIFACT_TAG", version=version, actor__username="bob")
+    assert sorted(e.facts.get("tag") for e in added) == ["europe", "renamed"]
+    assert version.description == "tagged in the admin"
+
+
+def test_a_member_changes_an_automation_in_the_admin(client, team, project, bob, automation):
+    c = as_user(client, bob)
+    url = f"/admin/automations/automation/{automation.pk}/change/"
+    data = {**unchanged(c.get(url)), "event_type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^prod$"}
+    assert c.post(url, data).status_code == 302
+    automation.refresh_from_db()
+    assert automation.event_type == "ADD_ARTIFACT_ALIAS" and automation.event_filter == {"alias_regex": "^prod$"}
+
+
+def test_a_team_admin_manages_integrations_and_members_in_the_admin(client, team, alice, make_user):
+    make_user("newcomer")
+    c = as_user(client, alice)
+    secret = Secret.objects.create(team=team, name="HOOK_TOKEN", value="tok")
+    response = c.post("/admin/actions/integration/add/", {"team": team.pk, "kind": "webhook", "name": "ci", "url": "https://ci.example.org/",
+                                                           "access_token_secret": secret.pk, "enabled": "on"})
+    assert response.status_code == 302 and team.integrations.get().access_token_secret == secret
+    response = c.post("/admin/teams/membership/add/", {"team": team.pk, "user": "newcomer", "role": "viewer"})
+    assert response.status_code == 302 and team.memberships.get(user__username="newcomer").role == "viewer"
+    unknown = c.post("/admin/teams/membership/add/", {"team": team.pk, "user": "nobody-by-that-name", "role": "viewer"})
+    assert unknown.status_code == 200 and "user" in unknown.context["adminform"].form.errors
