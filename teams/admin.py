@@ -96,9 +96,7 @@ class StoredJSONField(forms.JSONField):
         if value in self.empty_values and self.default is not None:
             return self.default()
         try:
-            value = super().to_python(value)
-        except ValidationError:
-            raise
+            value = super().to_python(value)  # invalid JSON is a form error already
         except (RecursionError, ValueError):
             raise ValidationError("Enter valid JSON: nested too deeply or a number too long.", code="invalid") from None
         if value is None and self.default is not None:
@@ -183,10 +181,12 @@ class TeamScopedForm:
         try:
             team = team_of(self.instance, self.team_path)
         except ObjectDoesNotExist:
-            return  # its team is not chosen (a field error already says so)
+            team = None
+        if team is None:
+            return  # its team is not chosen (a field error says so) or not made yet (a new team)
         for name, field in self.fields.items():
             value = self.cleaned_data.get(name)
-            if not isinstance(field, forms.ModelChoiceField) or value is None or name in self.user_fields or team is None:
+            if not isinstance(field, forms.ModelChoiceField) or value is None or name in self.user_fields:
                 continue
             model = type(value)
             path = TEAM_PATHS.get(model)

@@ -62,7 +62,8 @@ ODD_IDS = ["9" * 400, "-1", "abc", "%00"]
 
 
 def build_team(name, admin_user, member=None, viewer=None):
-    """A team with at least one object of every kind the admin shows."""
+    """A team with at least one object of every kind the admin shows, each naming its team (so
+    that a page showing another team's object gives it away)."""
     team = Team.objects.create(name=name)
     for user, role in ((admin_user, Role.ADMIN), (member, Role.MEMBER), (viewer, Role.VIEWER)):
         if user:
@@ -75,8 +76,8 @@ def build_team(name, admin_user, member=None, viewer=None):
     version = create_version(collection, created_by=admin_user, aliases=["prod"], tags=["t1"], run=run)
     link_version(ArtifactCollection.objects.create(team=team, registry=registry, name="clf", type="model"), version, aliases=["staging"])
     secret = Secret.objects.create(team=team, name="TOKEN", value=f"s3cret-value-of-{name}")
-    integration = Integration.objects.create(team=team, kind="webhook", name="hook", url="https://example.org/hook", access_token_secret=secret)
-    automation = make_automation(team, "watch", {"type": "project", "project": "vision"},
+    integration = Integration.objects.create(team=team, kind="webhook", name=f"{name}-hook", url="https://example.org/hook", access_token_secret=secret)
+    automation = make_automation(team, f"{name}-watch", {"type": "project", "project": "vision"},
                                  {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$lt", "threshold": 0.5},
                                  {"type": "WEBHOOK", "integration": integration.pk, "payload": {"v": "${run_id}"}})
     execution = Execution.objects.create(automation=automation, event=Event.objects.filter(team=team).first(), status="failed")
@@ -270,7 +271,7 @@ class Sweep:
                 self.failures.append(f"{label}: {response.status_code} {error!r}"[:400])
             if any(secret in html for secret in self.secrets):
                 self.failures.append(f"{label}: shows a secret")
-            if f"{other.name}/" in html:
+            if other.name in html:
                 self.failures.append(f"{label}: shows an object of {other.name}")
             if method == "POST" and response.status_code < 500:
                 self.check_database(label, refused, response, client, other)
@@ -343,10 +344,13 @@ def attack(sweep, who, model, kind, url, page, values, *, refused, other, every_
     """Every field at once with each hostile value; every foreign key at once, then one by one,
     with the other team's objects; unknown fields; and, on a change form the user may save,
     each field alone with each hostile value it lets through (the others kept valid, so the
-    value reaches the form's and the model's own checks and the save). A post the role refuses
-    is refused before its body is read: two bodies show it."""
+    value reaches the form's and the model's own checks and the save).
+
+    Two hostile bodies stand for all where more would show nothing new: a post the role
+    refuses is refused before its body is read, and an add form has the fields of its change
+    form, which meets every value."""
     names = list(page.fields) or all_columns(model)
-    cases = HOSTILE if every_value and not refused else {case: HOSTILE[case] for case in ("1 MB", "NUL")}
+    cases = HOSTILE if every_value and not refused and kind == "change" else {case: HOSTILE[case] for case in ("1 MB", "NUL")}
     for case, value in cases.items():
         sweep.request(who, "POST", url, {**values, **dict.fromkeys(names, value)}, refused=refused, case=f"{kind} all={case}")
     foreign = foreign_ids(page, other)

@@ -155,7 +155,11 @@ def test_the_site_paths_are_reserved_team_names():
 
 
 @pytest.mark.parametrize("name", sorted(RESERVED_TEAM_NAMES))
-def test_a_reserved_name_is_refused_for_a_team(api, alice, name):
+def test_a_reserved_name_is_refused_for_a_team(client, api, team, alice, name):
     response = api(alice).post("/api/v1/teams/", {"name": name.upper()}, format="json")
     assert response.status_code == 400 and "name" in response.json()
+    sign_in(client, "alice")
+    renamed = client.post(f"/admin/teams/team/{team.pk}/change/", {"name": name, "display_name": "", "memberships-TOTAL_FORMS": "0",
+                                                                   "memberships-INITIAL_FORMS": "0"})
+    assert renamed.status_code == 200 and "is reserved" in renamed.content.decode()
     assert not Team.objects.filter(name__iexact=name).exists()

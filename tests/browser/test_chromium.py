@@ -60,6 +60,14 @@ def sign_out_button(browser):
     return browser.find_element(By.XPATH, "//form[@action='/logout/']//button[normalize-space()='Sign out']")
 
 
+def go(browser, click, url):
+    """Click something that loads `url`, and wait until it has."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    click()
+    WebDriverWait(browser, 15).until(lambda b: b.current_url == url)
+
+
 @pytest.fixture
 def browser(live, chromium):
     """Chromium signed in as alice, the team's admin."""
@@ -77,11 +85,9 @@ def test_every_role_signs_in_on_the_form_and_signs_out(live, chromium, username)
     assert username in header and "Admin" in header
     assert f"You are {ROLES[username]}." in chromium.find_element(By.TAG_NAME, "main").text
 
-    chromium.find_element(By.LINK_TEXT, "Admin").click()
-    assert chromium.current_url == live.url + "/admin/"
+    go(chromium, chromium.find_element(By.LINK_TEXT, "Admin").click, live.url + "/admin/")
     assert "Automations" in chromium.find_element(By.ID, "content").text
-    sign_out_button(chromium).click()
-    assert chromium.current_url == live.url + "/login/"
+    go(chromium, sign_out_button(chromium).click, live.url + "/login/")
     chromium.get(live.url + "/acme/")
     assert chromium.current_url == live.url + "/login/?next=/acme/"
 
@@ -91,8 +97,7 @@ def test_signing_in_from_a_page_returns_to_it(live, chromium):
     assert chromium.current_url == live.url + "/acme/automations/"
     sign_in(chromium, live, "bob", path="/admin/automations/automation/")  # the admin's login sends to the same form
     assert chromium.current_url == live.url + "/admin/automations/automation/"
-    sign_out_button(chromium).click()
-    assert chromium.current_url == live.url + "/login/"
+    go(chromium, sign_out_button(chromium).click, live.url + "/login/")
 
 
 def test_a_member_builds_an_automation_in_the_admin_form(live, chromium):
@@ -101,9 +106,8 @@ def test_a_member_builds_an_automation_in_the_admin_form(live, chromium):
 
     live.session("alice").post(f"{live.url}/api/v1/teams/acme/projects/", json={"name": "built"}).raise_for_status()
     sign_in(chromium, live, "bob")
-    chromium.find_element(By.LINK_TEXT, "Automations").click()
-    chromium.find_element(By.LINK_TEXT, "New automation").click()
-    assert chromium.current_url == live.url + "/admin/automations/automation/add/"
+    go(chromium, chromium.find_element(By.LINK_TEXT, "Automations").click, live.url + "/acme/automations/")
+    go(chromium, chromium.find_element(By.LINK_TEXT, "New automation").click, live.url + "/admin/automations/automation/add/")
     Select(chromium.find_element(By.ID, "id_team")).select_by_visible_text("acme")
     chromium.find_element(By.ID, "id_name").send_keys("promote to prod")
     Select(chromium.find_element(By.ID, "id_scope_type")).select_by_value("project")
@@ -111,7 +115,7 @@ def test_a_member_builds_an_automation_in_the_admin_form(live, chromium):
     Select(chromium.find_element(By.ID, "id_event_type")).select_by_value("ADD_ARTIFACT_ALIAS")
     chromium.find_element(By.ID, "id_alias_regex").send_keys("^prod$")
     Select(chromium.find_element(By.ID, "id_action_type")).select_by_value("NO_OP")
-    chromium.find_element(By.NAME, "_save").click()
+    go(chromium, chromium.find_element(By.NAME, "_save").click, live.url + "/admin/automations/automation/")
     assert "was added successfully" in chromium.find_element(By.CSS_SELECTOR, ".messagelist").text
     automations = live.session("bob").get(f"{live.url}/api/v1/teams/acme/automations/").json()["results"]
     built = next(a for a in automations if a["name"] == "promote to prod")
