@@ -207,3 +207,14 @@ def test_a_team_admin_manages_integrations_and_members_in_the_admin(client, team
     assert response.status_code == 302 and team.memberships.get(user__username="newcomer").role == "viewer"
     unknown = c.post("/admin/teams/membership/add/", {"team": team.pk, "user": "nobody-by-that-name", "role": "viewer"})
     assert unknown.status_code == 200 and "user" in unknown.context["adminform"].form.errors
+
+
+def test_a_member_logs_a_run_in_the_admin_under_a_valid_id(client, team, project, bob):
+    c = as_user(client, bob)
+    bad = c.post("/admin/tracking/run/add/", {"project": project.pk, "run_id": "a/b", "name": "x", "state": "running",
+                                              "config": "{}", "summary": "{}", "tags": "[]"})
+    assert bad.status_code == 200 and "run_id" in bad.context["adminform"].form.errors
+    made = c.post("/admin/tracking/run/add/", {"project": project.pk, "run_id": "by-hand", "name": "x", "state": "running"})
+    assert made.status_code == 302
+    run = project.runs.get(run_id="by-hand")
+    assert run.user == bob and run.config == {} and run.tags == []  # left empty: the column's default

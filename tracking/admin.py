@@ -33,6 +33,11 @@ class RunAdmin(TeamScopedAdmin):
     raw_id_fields = ["project"]
     readonly_fields = ["user"]  # who logged the run
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.user = request.user
+        super().save_model(request, obj, form, change)
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "run_id":
