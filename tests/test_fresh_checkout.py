@@ -70,12 +70,18 @@ def test_the_readme_commands_work_in_a_fresh_shell_after_make_run(checkout, tmp_
         subprocess.run(["make", "-o", ".venv/bin/.installed", ".env"], cwd=checkout, env=fresh_shell(tmp_path), check=True, capture_output=True)
         assert (checkout / ".env").read_text() == env_file
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
+        os.killpg(run.pid, signal.SIGTERM)  # Ctrl-C's SIGINT would do the same
         try:
             run.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            pass
+        # Whatever is left of the group: a qcluster can hang on SIGTERM (django-q2 #346; issue 8,
+        # "Stopping cleanly", is fixed in the worker command).
+        try:
             os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        except ProcessLookupError:
+            pass
+        run.wait()
         log.close()
 
 
