@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_ENV := DEBUG=$${DEBUG:-true}
+# Where `make run` serves.
+ADDR ?= 0.0.0.0:8000
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
@@ -22,10 +24,17 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-run: venv
+# Written by the first `make run` and never again: settings read it, so every manage.py command
+# works in a fresh shell, and the keys it holds stay (new ones would leave the stored secrets
+# unreadable). Only for running on this machine: DEBUG is on.
+.env:
+	umask 077 && $(PYTHON) -c 'import secrets; print(f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}\nSALT_KEY={secrets.token_urlsafe(32)}")' > $@.tmp
+	mv $@.tmp $@
+
+run: venv .env
 	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEV_ENV) $(BIN)/python manage.py load_demo
-	$(DEV_ENV) exec $(BIN)/python manage.py serve
+	$(DEV_ENV) exec $(BIN)/python manage.py serve $(ADDR)
 
 test: venv system-deps
 	$(BIN)/pytest

@@ -121,7 +121,7 @@ class AutomationForm(forms.ModelForm):
         if "payload" in allowed_action:
             try:
                 action["payload"] = json.loads(data.get("payload") or "null")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
                 self.add_error("payload", f"Not valid JSON: {exc}")
                 return data
         for key in ("title", "message", "severity"):
@@ -242,7 +242,6 @@ class AutomationAdmin(TeamScopedAdmin):
 class AttemptInline(TeamScopedInline, admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
-    parent_team_path = "automation__team"
     fields = ["number", "started_at", "duration_ms", "status_code", "response_body", "error"]
     readonly_fields = fields
 
@@ -285,13 +284,11 @@ class ExecutionAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{done} execution(s) queued for redelivery.")
 
 
-
-
 @admin.register(RunCondition)
 class RunConditionAdmin(ReadOnlyAdmin):
-    team_path = "automation__team"
     """Whether each run metric automation's condition held at its last evaluation, per run."""
 
+    team_path = "automation__team"
     list_display = ["automation", "run", "met", "last_fired_at"]
     list_filter = ["met", "automation__event_type"]
     search_fields = ["automation__name", "run__run_id"]

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here: /api/docs/ works offline
     "django_q",
     "teams",
     "tracking",
@@ -139,7 +140,10 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-LOGIN_URL = "/admin/login/"
+# One sign-in page for every role (the admin's own login refuses non-staff); see config/urls.py.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -160,6 +164,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Tripline API",
     "VERSION": "1",
     "DESCRIPTION": "Runs, metrics, artifacts, registries and the automations that watch them.",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # A worker holds an execution it claimed for one attempt's deadline (connect + read timeout)

@@ -6,6 +6,7 @@ End-to-end tests start a real server and qcluster with config.settings instead.
 
 import os
 
+os.environ.setdefault("DEBUG", "false")  # whatever a developer's .env (from `make run`) says
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("SALT_KEY", "test-salt")
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_IPS", "true")

@@ -6,6 +6,7 @@ from tracking.history import log_history
 from tracking.models import Run
 
 from .engine import make_automation
+from .signin import sign_in, sign_out
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ FORM = {
 def admin_client(client, alice, team):
     alice.is_staff = alice.is_superuser = True
     alice.save()
-    client.force_login(alice)
+    sign_in(client, alice.username)
     return client
 
 
@@ -74,12 +75,12 @@ def test_secret_admin_is_write_only(admin_client, team):
 
 def test_pages_are_for_team_members_only(client, team, project, bob, charlie):
     Run.objects.create(project=project, run_id="r1", name="first run")
-    client.force_login(charlie)
+    sign_in(client, charlie.username)
     for url in ["/acme/", "/acme/projects/vision/", "/acme/projects/vision/runs/r1/", "/acme/automations/"]:
         assert client.get(url).status_code == 404
-    client.force_login(bob)
+    sign_in(client, bob.username)
     assert "first run" in client.get("/acme/projects/vision/").content.decode()
-    client.logout()
+    sign_out(client)
     assert client.get("/acme/").status_code == 302  # to the login page
 
 
@@ -88,7 +89,7 @@ def test_the_run_page_charts_metrics_with_automation_thresholds(client, team, pr
     log_history(run, [{"step": i, "metrics": {"loss": 1 / (i + 1), "note": "x"}} for i in range(20)])
     make_automation(team, "low loss", {"type": "project", "project": "vision"},
                     {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$lt", "threshold": 0.1})
-    client.force_login(bob)
+    sign_in(client, bob.username)
     page = client.get("/acme/projects/vision/runs/r1/").content.decode()
     assert 'data-metric="loss"' in page and "<polyline" in page
     assert 'class="threshold"' in page and "low loss" in page
@@ -103,11 +104,11 @@ def test_the_execution_page_offers_redelivery_to_members_only(client, team, proj
     event = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=project, facts={})
     execution = Execution.objects.create(automation=Automation.objects.get(), event=event, request={"body": {"k": "v"}})
     Automation.objects.update(action_type="WEBHOOK")
-    client.force_login(vic)
+    sign_in(client, vic.username)
     page = client.get(execution.get_absolute_url()).content.decode()
     assert "Redeliver" not in page and "&quot;k&quot;: &quot;v&quot;" in page  # the request, as sent
     assert client.post(f"/acme/executions/{execution.pk}/redeliver/").status_code == 404
-    client.force_login(bob)
+    sign_in(client, bob.username)
     assert "Redeliver" in client.get(execution.get_absolute_url()).content.decode()
 
 
@@ -128,7 +129,7 @@ def test_the_run_page_reads_only_the_recent_points(client, team, project, bob):
 
     run = Run.objects.create(project=project, run_id="long", name="long run")
     log_history(run, [{"step": i, "metrics": {"loss": float(i)}} for i in range(2500)])
-    client.force_login(bob)
+    sign_in(client, bob.username)
     with CaptureQueriesContext(connection) as captured:
         page = client.get("/acme/projects/vision/runs/long/").content.decode()
     history_reads = [q["sql"] for q in captured if "tracking_metricpoint" in q["sql"]]

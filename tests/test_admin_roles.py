@@ -8,6 +8,7 @@ from events.models import Event
 from teams.models import Membership, Role, Secret, Team
 
 from .engine import make_automation
+from .signin import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def automation(team, project):
 
 
 def as_user(client, user):
-    client.force_login(user)
+    assert sign_in(client, user.username).status_code == 302
     return client
 
 
@@ -87,7 +88,8 @@ def test_outsiders_see_nothing_of_the_team(client, team, charlie, other_team, au
 
 def test_people_in_no_team_cannot_enter_the_admin(client, make_user):
     loner = make_user("loner")
-    assert as_user(client, loner).get("/admin/").status_code == 302
+    response = as_user(client, loner).get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0] == "/" and "you are not in a team yet" in response.content.decode()
 
 
 def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
@@ -97,9 +99,14 @@ def test_only_team_admins_manage_secrets_and_members(client, team, alice, bob):
     assert as_user(client, alice).get("/admin/teams/team/add/").status_code == 403  # teams are made through the API
 
 
-def test_the_login_page_serves_anonymous_visitors(client):
-    response = client.get("/admin/login/?next=/admin/")
-    assert response.status_code == 200 and 'name="username"' in response.content.decode()
+def test_the_admin_signs_in_through_the_site_login_page(client, team, bob):
+    """Members are not staff: the admin's own login form would refuse them."""
+    response = client.get("/admin/automations/automation/", follow=True)
+    assert response.redirect_chain[-1][0] == "/login/?next=/admin/automations/automation/"
+    assert 'name="username"' in response.content.decode()
+    signed_in = sign_in(client, "bob", next="/admin/automations/automation/")
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/automations/automation/"
+    assert client.get("/admin/login/?next=/admin/").url == "/login/?next=/admin/"  # and on, since bob is signed in
 
 
 def unchanged(response):
@@ -151,7 +158,63 @@ def test_a_superuser_adds_a_team_with_its_first_admin(client, alice, bob):
     alice.save()
     c = as_user(client, alice)
     data = {**unchanged(c.get("/admin/teams/team/add/")), "name": "newteam", "memberships-TOTAL_FORMS": "1",
-            "memberships-0-user": bob.pk, "memberships-0-role": "admin"}
+            "memberships-0-user": "bob", "memberships-0-role": "admin"}
     response = c.post("/admin/teams/team/add/", data)
     assert response.status_code == 302
     assert Team.objects.get(name="newteam").memberships.get().user == bob
+
+
+def test_a_member_tags_a_version_in_the_admin(client, team, project, bob):
+    """Saving a version with its tag rows: new tags are added as the API adds them (author,
+    event), an edited tag is the old one removed and the new one added, a ticked one deleted."""
+    from tracking.models import ArtifactCollection, create_version
+
+    version = create_version(ArtifactCollection.objects.create(team=team, project=project, name="mnist", type="model"), tags=["old", "gone"])
+    c = as_user(client, bob)
+    url = f"/admin/tracking/artifactversion/{version.pk}/change/"
+    data = unchanged(c.get(url))
+    rows = {value: key.rsplit("-", 1)[0] for key, value in data.items() if key.startswith("tags-") and key.endswith("-tag")}
+    total = int(data["tags-TOTAL_FORMS"])
+    data.update({f"{rows['old']}-tag": "renamed", f"{rows['gone']}-DELETE": "on", "tags-TOTAL_FORMS": total + 1,
+                 f"tags-{total}-tag": "europe", "description": "tagged in the admin"})
+    response = c.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    version.refresh_from_db()
+    assert sorted(version.tags.values_list("tag", flat=True)) == ["europe", "renamed"]
+    assert set(version.tags.values_list("created_by__username", flat=True)) == {"bob"}
+    added = Event.objects.filter(type="ADD_ARTIFACT_TAG", version=version, actor__username="bob")
+    assert sorted(e.facts.get("tag") for e in added) == ["europe", "renamed"]
+    assert version.description == "tagged in the admin"
+
+
+def test_a_member_changes_an_automation_in_the_admin(client, team, project, bob, automation):
+    c = as_user(client, bob)
+    url = f"/admin/automations/automation/{automation.pk}/change/"
+    data = {**unchanged(c.get(url)), "event_type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^prod$"}
+    assert c.post(url, data).status_code == 302
+    automation.refresh_from_db()
+    assert automation.event_type == "ADD_ARTIFACT_ALIAS" and automation.event_filter == {"alias_regex": "^prod$"}
+
+
+def test_a_team_admin_manages_integrations_and_members_in_the_admin(client, team, alice, make_user):
+    make_user("newcomer")
+    c = as_user(client, alice)
+    secret = Secret.objects.create(team=team, name="HOOK_TOKEN", value="tok")
+    response = c.post("/admin/actions/integration/add/", {"team": team.pk, "kind": "webhook", "name": "ci", "url": "https://ci.example.org/",
+                                                           "access_token_secret": secret.pk, "enabled": "on"})
+    assert response.status_code == 302 and team.integrations.get().access_token_secret == secret
+    response = c.post("/admin/teams/membership/add/", {"team": team.pk, "user": "newcomer", "role": "viewer"})
+    assert response.status_code == 302 and team.memberships.get(user__username="newcomer").role == "viewer"
+    unknown = c.post("/admin/teams/membership/add/", {"team": team.pk, "user": "nobody-by-that-name", "role": "viewer"})
+    assert unknown.status_code == 200 and "user" in unknown.context["adminform"].form.errors
+
+
+def test_a_member_logs_a_run_in_the_admin_under_a_valid_id(client, team, project, bob):
+    c = as_user(client, bob)
+    bad = c.post("/admin/tracking/run/add/", {"project": project.pk, "run_id": "a/b", "name": "x", "state": "running",
+                                              "config": "{}", "summary": "{}", "tags": "[]"})
+    assert bad.status_code == 200 and "run_id" in bad.context["adminform"].form.errors
+    made = c.post("/admin/tracking/run/add/", {"project": project.pk, "run_id": "by-hand", "name": "x", "state": "running"})
+    assert made.status_code == 302
+    run = project.runs.get(run_id="by-hand")
+    assert run.user == bob and run.config == {} and run.tags == []  # left empty: the column's default

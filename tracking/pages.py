@@ -2,7 +2,7 @@
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
 from teams.models import Membership, Team
 
@@ -53,7 +53,10 @@ def line_chart(points, thresholds=()):
 
 @login_required
 def home(request):
-    memberships = Membership.objects.filter(user=request.user).select_related("team")
+    """Where signing in lands: the team's page for someone in one team, else the list to choose."""
+    memberships = list(Membership.objects.filter(user=request.user).select_related("team"))
+    if len(memberships) == 1:
+        return redirect("team", memberships[0].team.name)
     return render(request, "tripline/home.html", {"memberships": memberships})
 
 

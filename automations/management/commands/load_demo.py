@@ -37,7 +37,7 @@ class Command(BaseCommand):
             with transaction.atomic(), acting_as(admin):
                 self._load(admin)
             self.stdout.write("Demo data loaded: team 'demo'.")
-        self.stdout.write(self.style.SUCCESS(f"Log in at http://localhost:8000/admin/ as admin / {password}"))
+        self.stdout.write(self.style.SUCCESS(f"Sign in at http://localhost:8000/login/ as admin / {password}"))
 
     def _load(self, admin):
         rng = random.Random(7)
