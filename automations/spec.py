@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from actions.models import IntegrationKind
 from actions.payloads import unknown_variables
-from teams.api_input import shown
+from teams.api_input import refusal, shown
 from teams.validators import NAME_PATTERN
 from tracking.models import ArtifactCollection
 from tracking.serializers import METRIC_KEY_RE
@@ -453,7 +453,10 @@ def parse_action(team, data):
         if not isinstance(payload, (dict, list)):
             r.fail("payload", "Required: a JSON object (the payload template).")
         else:
-            if len(json.dumps(payload)) > MAX_PAYLOAD:
+            unstorable = refusal(payload, "payload")  # the admin's JSON text has not met the API's parser
+            if unstorable:
+                r.fail("payload", unstorable)
+            elif len(json.dumps(payload)) > MAX_PAYLOAD:
                 r.fail("payload", f"At most {MAX_PAYLOAD} bytes.")
             names = integration.attached_secrets().keys() if integration else ()
             unknown = unknown_variables(payload, names)

@@ -132,6 +132,13 @@ def _unlink(link):
     return path[::-1]
 
 
+def refusal(data, root, *, non_finite_allowed=False):
+    """Why parsed JSON under `root` must not be stored (`root.a[0]: …`), or None: for JSON that
+    reaches the database by another door than the parser below (an admin form's JSON text)."""
+    found = find_problem(data, non_finite_allowed=non_finite_allowed)
+    return f"{_where([root, *_unlink(found[0])])}: {found[1]}." if found else None
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the edge checks of this module; `NaN` and `Infinity` are refused."""
 
