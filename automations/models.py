@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from actions.models import Integration
-from events.models import Event
+from events.models import Event, EventType  # noqa: F401 (the one enum of event types)
 from teams.models import Team
 from tracking.models import ArtifactCollection, Project, Registry, Run
 
@@ -20,30 +20,18 @@ class ScopeType(models.TextChoices):
     TEAM = "team"
 
 
-class EventType(models.TextChoices):
-    CREATE_ARTIFACT = "CREATE_ARTIFACT"
-    LINK_ARTIFACT = "LINK_ARTIFACT"
-    ADD_ARTIFACT_ALIAS = "ADD_ARTIFACT_ALIAS"
-    ADD_ARTIFACT_TAG = "ADD_ARTIFACT_TAG"
-    RUN_STATE = "RUN_STATE"
-    RUN_METRIC_THRESHOLD = "RUN_METRIC_THRESHOLD"
-    RUN_METRIC_CHANGE = "RUN_METRIC_CHANGE"
-    RUN_METRIC_ZSCORE = "RUN_METRIC_ZSCORE"
+def event_type_choices():
+    """The event types an automation can watch: one per definition in automations/event_types."""
+    from .event_types import REGISTRY
+
+    return [(name, name) for name in REGISTRY]
 
 
-RUN_EVENTS = {EventType.RUN_STATE, EventType.RUN_METRIC_THRESHOLD, EventType.RUN_METRIC_CHANGE, EventType.RUN_METRIC_ZSCORE}
-METRIC_EVENTS = RUN_EVENTS - {EventType.RUN_STATE}
-ARTIFACT_EVENTS = {EventType.CREATE_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
-REGISTRY_EVENTS = {EventType.LINK_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
+def action_type_choices():
+    """The action kinds: one per definition in automations/action_kinds."""
+    from .action_kinds import KINDS
 
-# SPEC.md section 2: which event types each scope allows.
-SCOPE_EVENTS = {
-    ScopeType.PROJECT: RUN_EVENTS | ARTIFACT_EVENTS,
-    ScopeType.ARTIFACT_COLLECTION: ARTIFACT_EVENTS,
-    ScopeType.REGISTRY: REGISTRY_EVENTS,
-    ScopeType.REGISTRY_COLLECTION: REGISTRY_EVENTS,
-    ScopeType.TEAM: ARTIFACT_EVENTS | REGISTRY_EVENTS,
-}
+    return [(name, name) for name in KINDS]
 
 
 class ActionType(models.TextChoices):
@@ -83,9 +71,9 @@ class Automation(models.Model):
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
     registry = models.ForeignKey(Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
     collection = models.ForeignKey(ArtifactCollection, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
-    event_type = models.CharField(max_length=24, choices=EventType.choices)
+    event_type = models.CharField(max_length=24, choices=event_type_choices)
     event_filter = models.JSONField(default=dict, blank=True)
-    action_type = models.CharField(max_length=8, choices=ActionType.choices, default=ActionType.NO_OP)
+    action_type = models.CharField(max_length=8, choices=action_type_choices, default=ActionType.NO_OP)
     integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     action_config = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

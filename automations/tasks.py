@@ -17,7 +17,7 @@ from ops import metrics
 from . import dispatch, lifecycle
 from .delivery import deliver
 from .matching import candidates, load_conditions, match
-from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus
+from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus
 
 logger = logging.getLogger("tripline.evaluate")
 PRUNE_BATCH = 2000
@@ -51,7 +51,7 @@ def evaluate_event(event_id):
             if context is None:
                 continue
             execution = create_execution(automation, event, context)
-            if execution is not None and automation.action_type != ActionType.NO_OP:
+            if execution is not None and execution.status == ExecutionStatus.PENDING:
                 to_deliver.append(execution.pk)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
         if to_deliver:
