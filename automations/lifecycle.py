@@ -44,6 +44,11 @@ def stuck(now):
     return Q(status=S.RUNNING, lease_until__lt=now)
 
 
+def unfinished():
+    """Still to be delivered, or being delivered."""
+    return Q(status__in=[S.PENDING, S.RUNNING])
+
+
 def lease():
     """How long a worker holds an execution it claimed: one attempt's deadline and a margin for
     the work around it. An attempt never outlives its deadline (actions.http), so a lease runs out

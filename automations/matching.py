@@ -41,25 +41,31 @@ def match(automation, event, conditions):
 
 
 def prepare_window(event, automations):
-    """Attach to `event` the batch's one Window, sized for the largest read of each metric."""
-    sizes = {}
+    """Attach to `event` the batch's one Window, planned for the largest read of each kind."""
+    plan = {}
     for automation in automations:
-        wanted = event_types.get(automation.event_type).window_size(automation)
-        if wanted is not None:
-            sizes[wanted[0]] = max(sizes.get(wanted[0], 0), wanted[1])
-    if sizes:
-        event.window = Window(event.run_id, event.facts.get("last_step"), sizes)
+        for what, size in event_types.get(automation.event_type).reads(automation):
+            plan[what] = max(plan.get(what, 0), size)
+    event.window = Window(event, plan)
 
 
 def load_conditions(event, automations):
     """{automation id: its RunCondition for the event's run}, for the automations whose
     definition keeps per-run state for this event, each row created if need be and locked until
     the evaluation commits: two workers evaluating events of one run take turns (in automation
-    order, so never deadlock)."""
-    ids = sorted(a.pk for a in automations if event_types.get(a.event_type).wants_condition(a, event))
-    if not ids:
+    order, so never deadlock). The definitions change them in memory; `save_conditions` writes
+    them, in one statement, before the evaluation commits."""
+    wanting = [a for a in automations if event_types.get(a.event_type).wants_condition(a, event)]
+    if not wanting:
         return {}
-    prepare_window(event, automations)
+    prepare_window(event, wanting)
+    ids = sorted(a.pk for a in wanting)
     RunCondition.objects.bulk_create([RunCondition(automation_id=pk, run_id=event.run_id) for pk in ids], ignore_conflicts=True)
     locked = RunCondition.objects.select_for_update().filter(run_id=event.run_id, automation_id__in=ids).order_by("automation_id")
     return {c.automation_id: c for c in locked}
+
+
+def save_conditions(conditions):
+    changed = [c for c in conditions.values() if getattr(c, "changed", False)]
+    if changed:
+        RunCondition.objects.bulk_update(changed, ["met", "last_event_id", "last_fired_at"])

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from events.models import EventType
-from tracking.models import MetricPoint
+from tracking.models import MetricPoint, RunMetric
 
 from ..models import ScopeType
 from ..spec import RunFilter, regex_search
@@ -30,9 +30,9 @@ class EventDefinition:
     def wants_condition(self, automation, event):
         return False
 
-    def window_size(self, automation):
-        """(metric, how many recent values) its evaluation reads, or None."""
-        return None
+    def reads(self, automation):
+        """[((read, metric), how many values)] its evaluation takes from the batch's Window."""
+        return []
 
     def sample(self, automation, context):
         """Fill in `context` with sample values for a test or a preview of `automation`."""
@@ -105,27 +105,46 @@ def finite(values):
 
 
 class Window:
-    """The one reader of metric windows for an evaluation: each (run, metric) is read once, at
-    the largest size any automation of the batch needs, up to the batch's last step; each
-    condition then takes the tail it needs, in memory."""
+    """The one reader of metric windows for an evaluation. Each read — a run's recent values of a
+    metric, or other runs' latest values of it — is made once per batch, at the largest size any
+    automation of the batch needs (`plan`); each condition then takes the part it needs, in memory.
+    So a batch costs one query per distinct read, however many automations watch it."""
 
-    def __init__(self, run_id, last_step, sizes=None):
-        self.run_id, self.last_step = run_id, last_step
-        self.sizes = dict(sizes or {})  # {metric: values to read (then: values read)}
-        self.read = {}  # {metric: values, oldest first}
+    def __init__(self, event, plan=None):
+        self.run_id, self.project_id, self.last_step = event.run_id, event.project_id, event.facts.get("last_step")
+        self.sizes = dict(plan or {})  # {(read, metric): how many values to read (then: were read)}
+        self.read = {}  # {(read, metric): values}
+
+    def _get(self, what, n):
+        if what not in self.read or self.sizes.get(what, 0) < n:
+            size = max(n, self.sizes.get(what, 0))
+            self.read[what] = getattr(self, "_read_" + what[0])(what[1], size)
+            self.sizes[what] = size
+        return self.read[what]
 
     def values(self, key, n):
-        """The n most recent values up to the last step, oldest first (None for non-finite)."""
-        if key not in self.read or self.sizes.get(key, 0) < n:
-            size = max(n, self.sizes.get(key, 0))
-            rows = (
-                MetricPoint.objects.filter(run_id=self.run_id, key=key, step__lte=self.last_step)
-                .order_by("-step", "-id")
-                .values_list("value", flat=True)[:size]
-            )
-            self.read[key] = list(reversed(rows))
-            self.sizes[key] = size
-        return self.read[key][-n:]
+        """The run's n most recent values up to the batch's last step, oldest first."""
+        return self._get(("values", key), n)[-n:]
+
+    def others(self, key, n):
+        """The latest values of the n other runs of the project that logged `key` most recently."""
+        return self._get(("others", key), n)[:n]
+
+    def _read_values(self, key, size):
+        rows = (
+            MetricPoint.objects.filter(run_id=self.run_id, key=key, step__lte=self.last_step)
+            .order_by("-step", "-id")
+            .values_list("value", flat=True)[:size]
+        )
+        return list(reversed(rows))
+
+    def _read_others(self, key, size):
+        return list(
+            RunMetric.objects.filter(key=key, run__project_id=self.project_id, last_value__isnull=False)
+            .exclude(run_id=self.run_id)
+            .order_by("-updated_at", "-id")
+            .values_list("last_value", flat=True)[:size]
+        )
 
 
 class MetricCondition(RunEvent):
@@ -138,8 +157,8 @@ class MetricCondition(RunEvent):
     def wants_condition(self, automation, event):
         return automation.event_filter.get("metric") in set(event.facts.get("keys", ()))
 
-    def window_size(self, automation):
-        return automation.event_filter["metric"], self.size(automation.event_filter)
+    def reads(self, automation):
+        return [(("values", automation.event_filter["metric"]), self.size(automation.event_filter))]
 
     def size(self, f):
         raise NotImplementedError
@@ -158,7 +177,7 @@ class MetricCondition(RunEvent):
             return None
         if event.pk <= condition.last_event_id:
             return None  # an older batch evaluated late: the newer one already decided
-        window = getattr(event, "window", None) or Window(event.run_id, event.facts["last_step"])
+        window = getattr(event, "window", None) or Window(event)
         met, context = self.evaluate(automation, event, window)
         if not transition(condition, met, event.pk):
             return None
@@ -166,7 +185,7 @@ class MetricCondition(RunEvent):
 
 
 def transition(condition, met, event_id):
-    """Record whether the condition holds now; True when this is a transition into it outside the
+    """Note whether the condition holds now; True when this is a transition into it outside the
     cooldown (fire). `condition` is locked, so two workers never both see the transition."""
     fire = False
     now = timezone.now()
@@ -177,5 +196,5 @@ def transition(condition, met, event_id):
             condition.last_fired_at = now
     condition.met = met
     condition.last_event_id = event_id
-    condition.save(update_fields=["met", "last_event_id", "last_fired_at"])
+    condition.changed = True  # written with the others of the batch (matching.save_conditions)
     return fire

@@ -2,7 +2,6 @@ import math
 import statistics
 
 from events.models import EventType
-from tracking.models import RunMetric
 
 from ..spec import DIRS, Choice, Integer, Metric, Number
 from . import register
@@ -23,6 +22,11 @@ class RunMetricZscore(MetricCondition):
     def size(self, f):
         return f["window"] + 1 if f["basis"] == "history" else 1
 
+    def reads(self, automation):
+        f = automation.event_filter
+        others = [] if f["basis"] == "history" else [(("others", f["metric"]), f["window"])]
+        return super().reads(automation) + others
+
     def evaluate(self, automation, event, window):
         f = automation.event_filter
         metric = f["metric"]
@@ -36,13 +40,7 @@ class RunMetricZscore(MetricCondition):
             if not latest or not finite(latest):
                 return False, {}
             value = latest[0]
-            reference = list(
-                RunMetric.objects.filter(key=metric, run__project_id=event.project_id, last_value__isnull=False)
-                .exclude(run_id=event.run_id)
-                .order_by("-updated_at", "-id")
-                .values_list("last_value", flat=True)[: f["window"]]
-            )
-            reference = [v for v in reference if math.isfinite(v)]
+            reference = [v for v in window.others(metric, f["window"]) if math.isfinite(v)]
             if len(reference) < 2:
                 return False, {}
         spread = statistics.pstdev(reference)

@@ -54,7 +54,7 @@ class RunStalled(RunEvent):
         condition.last_event_id = max(condition.last_event_id, event.pk)
         if silent and not reported:
             condition.last_fired_at = now
-        condition.save(update_fields=["met", "last_event_id", "last_fired_at"])
+        condition.changed = True
         if not silent or reported:
             return None
         return {"last_activity": last.isoformat()}
