@@ -60,12 +60,29 @@ def load_conditions(event, automations):
         return {}
     prepare_window(event, wanting)
     ids = sorted(a.pk for a in wanting)
-    RunCondition.objects.bulk_create([RunCondition(automation_id=pk, run_id=event.run_id) for pk in ids], ignore_conflicts=True)
     locked = RunCondition.objects.select_for_update().filter(run_id=event.run_id, automation_id__in=ids).order_by("automation_id")
-    return {c.automation_id: c for c in locked}
+    conditions = {c.automation_id: c for c in locked}
+    missing = [pk for pk in ids if pk not in conditions]
+    if missing:  # a new automation or a new run: create its rows (a racing worker may too), then lock them
+        RunCondition.objects.bulk_create([RunCondition(automation_id=pk, run_id=event.run_id) for pk in missing], ignore_conflicts=True)
+        conditions.update({c.automation_id: c for c in locked.filter(automation_id__in=missing)})
+    for condition in conditions.values():
+        condition.was = (condition.met, condition.last_fired_at)
+    return conditions
 
 
 def save_conditions(conditions):
-    changed = [c for c in conditions.values() if getattr(c, "changed", False)]
-    if changed:
-        RunCondition.objects.bulk_update(changed, ["met", "last_event_id", "last_fired_at"])
+    """Write what the evaluation changed: the last event seen by all in one statement, and the
+    few whose condition started or stopped holding (or fired) in one more."""
+    seen = {}
+    turned = []
+    for condition in conditions.values():
+        if not getattr(condition, "changed", False):
+            continue
+        if (condition.met, condition.last_fired_at) != condition.was:
+            turned.append(condition)
+        seen.setdefault(condition.last_event_id, []).append(condition.pk)
+    for last_event_id, pks in seen.items():
+        RunCondition.objects.filter(pk__in=pks).update(last_event_id=last_event_id)
+    if turned:
+        RunCondition.objects.bulk_update(turned, ["met", "last_fired_at"])
