@@ -6,16 +6,29 @@ its event type's definition (automations/event_types). Run metric conditions rea
 (run, metric) window once per batch, at the largest size any of them needs (`Window`).
 """
 
+import threading
+from collections import OrderedDict
+
 from django.db.models import Q
 
 from . import event_types
 from .event_types.base import Window
-from .models import RunCondition, ScopeType
+from .models import AutomationsChanged, RunCondition, ScopeType
+
+
+CACHED_SCOPES = 512
+_cache = OrderedDict()  # {(scope, event types): (stamp, automations)}, this process's
+_lock = threading.Lock()
 
 
 def candidates(event, queryset):
     """The automations of `queryset` whose scope and event type cover `event` and that were
-    enabled when it occurred (one created or switched on later never fires for it)."""
+    enabled when it occurred (one created or switched on later never fires for it).
+
+    The automations of one scope are loaded once and kept (a history batch of a project with
+    100 metric automations does not load and build 100 of them again): each evaluation reads
+    the team's AutomationsChanged counter (one primary-key read), which every change to one of
+    its automations bumps, and loads them again when it moved."""
     names = event_types.triggered_by(event.type)
     allowed = set()
     for name in names:
@@ -31,7 +44,21 @@ def candidates(event, queryset):
     for scope_type, field, value in places:
         if scope_type in allowed and value is not None:
             scope |= Q(scope_type=scope_type, **{field: value})
-    return queryset.filter(scope, enabled=True, enabled_since__lte=event.created_at, event_type__in=names)
+    watching = queryset.filter(scope, enabled=True, event_type__in=names)
+    if queryset.query.has_filters():  # only the whole table is cached
+        return list(watching.filter(enabled_since__lte=event.created_at))
+    stamp = AutomationsChanged.of(event.team_id)
+    key = (event.team_id, tuple(sorted(names)), tuple(
+        (scope_type, value) for scope_type, _, value in places if scope_type in allowed and value is not None))
+    hit = _cache.get(key)
+    if hit is None or stamp is None or hit[0] != stamp:
+        hit = (stamp, list(watching))
+    with _lock:
+        _cache[key] = hit
+        _cache.move_to_end(key)
+        while len(_cache) > CACHED_SCOPES:
+            _cache.popitem(last=False)
+    return [a for a in hit[1] if a.enabled_since is not None and a.enabled_since <= event.created_at]
 
 
 def match(automation, event, conditions):

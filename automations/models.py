@@ -44,6 +44,10 @@ class ActionType(models.TextChoices):
 CONDITION_FIELDS = ("event_type", "event_filter")
 
 
+def new_token():
+    return uuid.uuid4().hex
+
+
 class AutomationQuerySet(models.QuerySet):
     def update(self, **fields):
         """A bulk update keeps what `Automation.save` keeps (the admin's enable action goes
@@ -52,11 +56,47 @@ class AutomationQuerySet(models.QuerySet):
         if fields.get("enabled") is True and "enabled_since" not in fields:
             turned_on = Q(enabled=False) | Q(enabled_since__isnull=True)
             fields["enabled_since"] = Case(When(turned_on, then=Value(timezone.now())), default=F("enabled_since"))
-        if not any(name in fields for name in CONDITION_FIELDS):
-            return super().update(**fields)
         with transaction.atomic():
-            RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
+            AutomationsChanged.bump(self.values_list("team_id", flat=True).distinct())
+            if any(name in fields for name in CONDITION_FIELDS):
+                RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
             return super().update(**fields)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        with transaction.atomic():
+            AutomationsChanged.bump({obj.team_id for obj in objs})
+            return super().bulk_create(objs, *args, **kwargs)
+
+    def delete(self):
+        with transaction.atomic():
+            AutomationsChanged.bump(self.values_list("team_id", flat=True).distinct())
+            return super().delete()
+
+
+class AutomationsChanged(models.Model):
+    """A counter per team, bumped in the transaction of every change to one of its automations
+    (create, edit, switch, delete — whichever path), so that a worker's cache of the automations
+    a scope watches (automations.matching.candidates) knows, with one primary-key read, whether
+    it still holds. An atomic increment: concurrent changes each count."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    generation = models.BigIntegerField(default=0)
+    # new with each row: a counter that started again (a team's row re-created, a test database
+    # rolled back) never passes for one a cache saw before
+    token = models.CharField(max_length=32, default=new_token)
+
+    @classmethod
+    def bump(cls, team_ids):
+        team_ids = set(team_ids)
+        if not team_ids:
+            return
+        cls.objects.bulk_create([cls(team_id=pk) for pk in team_ids], ignore_conflicts=True)
+        cls.objects.filter(team_id__in=team_ids).update(generation=F("generation") + 1)
+
+    @classmethod
+    def of(cls, team_id):
+        """What a cache of the team's automations compares: (token, generation), or None."""
+        return cls.objects.filter(team_id=team_id).values_list("token", "generation").first()
 
 
 class Automation(models.Model):
@@ -117,6 +157,12 @@ class Automation(models.Model):
             if changed:
                 RunCondition.objects.filter(automation=self).delete()
             super().save(*args, update_fields=written, **kwargs)
+            AutomationsChanged.bump([self.team_id])
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            AutomationsChanged.bump([self.team_id])
+            return super().delete(*args, **kwargs)
 
     @property
     def scope_label(self):

@@ -117,3 +117,18 @@ def test_the_sweep_costs_one_query_when_no_automation_watches_for_stalls(bobc, t
     with CaptureQueriesContext(connection) as queries:
         event_types.sweep()
     assert len(queries) == 1
+
+
+def test_the_admin_form_makes_one_and_refuses_minutes_out_of_range(client, alice, team, project):
+    from automations.models import Automation
+
+    from .test_firing import ADMIN_FORM
+
+    assert client.login(username="alice", password="alice-password")
+    form = {**ADMIN_FORM, "name": "hung", "event_type": "RUN_STALLED", "team": team.pk, "project": project.pk, "enabled": "on"}
+    response = client.post("/admin/automations/automation/add/", {**form, "minutes": "10081"})
+    assert response.status_code == 200 and "Must be a whole number from 1 to 10080." in response.content.decode()
+    assert not Automation.objects.filter(name="hung").exists()
+    response = client.post("/admin/automations/automation/add/", {**form, "minutes": "45", "run_name_regex": "^train"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Automation.objects.get(name="hung").event_filter == {"minutes": 45, "run_filter": {"name_regex": "^train"}}
