@@ -99,17 +99,18 @@ def load_conditions(event, automations):
 
 
 def save_conditions(conditions):
-    """Write what the evaluation changed: the last event seen by all in one statement, and the
-    few whose condition started or stopped holding (or fired) in one more."""
-    seen = {}
-    turned = []
+    """Write what the evaluation changed, a statement per group of conditions written alike: the
+    ones that only saw this event, the ones that started or stopped holding, and one per firing
+    (whose time it stamps) — never one per automation that merely looked."""
+    groups = {}
     for condition in conditions.values():
         if not getattr(condition, "changed", False):
             continue
-        if (condition.met, condition.last_fired_at) != condition.was:
-            turned.append(condition)
-        seen.setdefault(condition.last_event_id, []).append(condition.pk)
-    for last_event_id, pks in seen.items():
-        RunCondition.objects.filter(pk__in=pks).update(last_event_id=last_event_id)
-    if turned:
-        RunCondition.objects.bulk_update(turned, ["met", "last_fired_at"])
+        fields = {"last_event_id": condition.last_event_id}
+        if condition.met != condition.was[0]:
+            fields["met"] = condition.met
+        if condition.last_fired_at != condition.was[1]:
+            fields["last_fired_at"] = condition.last_fired_at
+        groups.setdefault(tuple(sorted(fields.items())), []).append(condition.pk)
+    for fields, pks in groups.items():
+        RunCondition.objects.filter(pk__in=pks).update(**dict(fields))
