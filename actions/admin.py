@@ -5,7 +5,8 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role, Secret
 
 from .api import send_test
-from .models import Integration, IntegrationKind
+from .kinds import signing_kinds
+from .models import Integration
 
 
 @admin.register(Integration)
@@ -32,7 +33,7 @@ class IntegrationAdmin(TeamScopedAdmin):
 
     @admin.display(description="Signing secret")
     def signing_key_status(self, obj):
-        if obj.kind != IntegrationKind.WEBHOOK or not obj.pk:
+        if obj.kind not in signing_kinds() or not obj.pk:
             return "Generated when the webhook is saved, and shown once."
         note = "Set (whsec_…); shown only when created or rotated."
         if obj.previous_key_expires_at:
@@ -41,7 +42,7 @@ class IntegrationAdmin(TeamScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if not change and obj.kind == IntegrationKind.WEBHOOK:
+        if not change and obj.kind in signing_kinds():
             messages.warning(request, f"Signing secret for {obj.name} (copy it now, it is not shown again): {obj.signing_key}")
 
     @admin.action(description="Send a test message", permissions=["change"])
@@ -55,6 +56,6 @@ class IntegrationAdmin(TeamScopedAdmin):
 
     @admin.action(description="Rotate the signing secret (old key signs for 24 h more)", permissions=["change"])
     def rotate_signing_secret(self, request, queryset):
-        for integration in self.editable(request, queryset).filter(kind=IntegrationKind.WEBHOOK):
+        for integration in self.editable(request, queryset).filter(kind__in=signing_kinds()):
             key = integration.rotate_signing_key()
             messages.warning(request, f"New signing secret for {integration.name} (shown once): {key}")

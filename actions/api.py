@@ -1,5 +1,3 @@
-import uuid
-
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -12,13 +10,8 @@ from teams.api_input import ModelSerializer, Serializer
 from teams.models import Role
 from teams.permissions import TeamScopedMixin
 
+from . import kinds
 from .models import Integration, IntegrationKind
-from .payloads import render, sample_context
-from .transports import Message, send, slack_turn_now
-
-
-# Fields only one kind of integration takes (API.md); the other kind refuses them.
-KIND_FIELDS = {IntegrationKind.WEBHOOK: ("url", "access_token_secret", "secret"), IntegrationKind.SLACK: ("channel", "token_secret")}
 
 
 class IntegrationSerializer(ModelSerializer):
@@ -49,8 +42,8 @@ class IntegrationSerializer(ModelSerializer):
         if self.instance and "kind" in attrs and attrs["kind"] != self.instance.kind:
             raise serializers.ValidationError({"kind": ["The kind of an integration cannot change."]})
         errors = {}
-        for other_kind, fields in KIND_FIELDS.items():
-            for field in fields:
+        for other_kind, definition in kinds.KINDS.items():  # fields only one kind takes (API.md)
+            for field in definition.fields:
                 if other_kind != kind and attrs.get(field):
                     errors[field] = [f"Only {other_kind} integrations take {field}."]
         for field in ("access_token_secret", "secret", "token_secret"):
@@ -64,13 +57,9 @@ class IntegrationSerializer(ModelSerializer):
                     errors[field] = [f"No secret named {name!r} in team {team.name}; create it under secrets first."]
                 attrs[field] = secret
         merged = {f: attrs.get(f, getattr(self.instance, f, None) if self.instance else None) for f in ("url", "channel", "token_secret")}
-        if kind == IntegrationKind.WEBHOOK and not merged["url"]:
-            errors["url"] = ["A webhook needs a URL."]
-        if kind == IntegrationKind.SLACK:
-            if not merged["channel"]:
-                errors["channel"] = ["A Slack integration needs a channel."]
-            if not merged["token_secret"] and "token_secret" not in errors:
-                errors["token_secret"] = ["A Slack integration needs the name of the secret holding its bot token."]
+        if kind in kinds.KINDS:
+            for field, message in kinds.get(kind).missing(merged).items():
+                errors.setdefault(field, [message])
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -102,7 +91,7 @@ class IntegrationListView(AdminOnly, generics.ListCreateAPIView):
         refuse_name_clash(self.team.integrations, serializer.validated_data["name"], "An integration")
         integration = serializer.save(team=self.team)
         data = IntegrationSerializer(integration, context=self.get_serializer_context()).data
-        if integration.kind == IntegrationKind.WEBHOOK:
+        if integration.kind in kinds.signing_kinds():
             data["signing_secret"] = integration.signing_key  # shown this once
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -143,7 +132,7 @@ class RotateSigningSecretView(IntegrationMixin, APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, team, pk):
         integration = self.get_integration(pk)
-        if integration.kind != IntegrationKind.WEBHOOK:
+        if integration.kind not in kinds.signing_kinds():
             return Response({"detail": "Only webhooks have a signing secret."}, status=status.HTTP_400_BAD_REQUEST)
         key = integration.rotate_signing_key()
         return Response({"signing_secret": key, "previous_valid_until": integration.previous_key_expires_at})
@@ -151,16 +140,8 @@ class RotateSigningSecretView(IntegrationMixin, APIView):
 
 def send_test(integration, payload=None):
     """Send one sample message now, without retries; the outcome as API.md describes it."""
-    context = sample_context("integration test")
-    message = Message(delivery_id="msg_test_" + uuid.uuid4().hex)
-    if integration.kind == IntegrationKind.WEBHOOK:
-        template = payload if payload is not None else {"event_type": "${event_type}", "test": True, "artifact": "${artifact_version_string}"}
-        message.payload = message.masked_payload = render(template, context)
-        result = send("WEBHOOK", integration, lambda: message)
-    else:
-        text = f"Tripline test message for integration {integration.name}"
-        message.slack = {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-        result = slack_turn_now(integration) or send("SLACK", integration, lambda: message)  # Slack's pace holds for tests too
+    kind = kinds.get(integration.kind)
+    result = kind.send_test(integration, kind.test_message(integration, payload))
     return {"ok": result.ok, "status_code": result.status_code, "response_body": result.response_body,
             "error": result.error, "duration_ms": result.duration_ms}
 

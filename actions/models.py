@@ -24,6 +24,12 @@ class IntegrationKind(models.TextChoices):
     SLACK = "slack"
 
 
+def kinds():
+    from . import kinds
+
+    return kinds
+
+
 class Integration(models.Model):
     """A team's Slack channel or webhook endpoint; secrets are referenced, never copied."""
 
@@ -59,14 +65,9 @@ class Integration(models.Model):
 
     def clean(self):
         errors = {}
-        if self.kind == IntegrationKind.WEBHOOK:
-            if not self.url:
-                errors["url"] = "A webhook needs a URL."
-        elif self.kind == IntegrationKind.SLACK:
-            if not self.channel:
-                errors["channel"] = "A Slack integration needs a channel."
-            if not self.token_secret_id:
-                errors["token_secret"] = "A Slack integration needs the bot token secret."
+        if self.kind in kinds().KINDS:
+            values = {"url": self.url, "channel": self.channel, "token_secret": self.token_secret_id}
+            errors.update(kinds().get(self.kind).missing(values, api=False))
         for field in ("access_token_secret", "secret", "token_secret"):
             secret = getattr(self, field)
             if secret is not None and self.team_id and secret.team_id != self.team_id:
@@ -75,7 +76,7 @@ class Integration(models.Model):
             raise ValidationError(errors)
 
     def save(self, *args, **kwargs):
-        if self.kind == IntegrationKind.WEBHOOK and not self.signing_key:
+        if self.kind in kinds().signing_kinds() and not self.signing_key:
             self.signing_key = new_signing_key()
         super().save(*args, **kwargs)
 

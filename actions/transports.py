@@ -130,8 +130,10 @@ class Transport:
 
 
 class NoOpTransport(Transport):
+    name = "NO_OP"
+
     def send(self, integration, message):
-        return DeliveryResult(ok=True, request={"action": "NO_OP"})
+        return DeliveryResult(ok=True, request={"action": self.name})
 
 
 def elapsed_ms(started):
@@ -139,6 +141,8 @@ def elapsed_ms(started):
 
 
 class WebhookTransport(Transport):
+    name = "WEBHOOK"
+
     def headers(self, integration, message, body: bytes, secrets):
         """The request headers; `secrets` are the values to use (real ones, or masks to store)."""
         # identity: the body is read within a byte limit, and never inflated from a small one
@@ -186,6 +190,8 @@ class WebhookTransport(Transport):
 
 
 class SlackTransport(Transport):
+    name = "SLACK"
+
     def send(self, integration, message):
         slack = message.slack
         request = {"method": "chat.postMessage", "channel": integration.channel, "text": slack["text"], "blocks": slack["blocks"]}
@@ -220,4 +226,4 @@ class SlackTransport(Transport):
             return DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True, duration_ms=elapsed_ms(started), request=request)
 
 
-TRANSPORTS = {"WEBHOOK": WebhookTransport(), "SLACK": SlackTransport(), "NO_OP": NoOpTransport()}
+TRANSPORTS = {transport.name: transport for transport in (WebhookTransport(), SlackTransport(), NoOpTransport())}

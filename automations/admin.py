@@ -6,14 +6,15 @@ from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
 from actions.models import Integration
-from actions.payloads import MASK, VARIABLES, render
+from actions.payloads import VARIABLES
 from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
 from tracking.models import ArtifactCollection
 
 from .api import redeliver, shown_request, test_automation
 from .context import sample_context_for
-from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
-from .spec import ACTION_FIELDS, AGGS, CMPS, DIRS, EVENT_FIELDS, RUN_STATES, SEVERITIES, SpecError, parse_action, parse_event, parse_scope
+from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
+from . import action_kinds, event_types
+from .spec import AGGS, CMPS, DIRS, RUN_STATES, SEVERITIES, SpecError, action_fields, event_fields, parse_action, parse_event, parse_scope
 
 SCOPE_FIELDS = {
     ScopeType.PROJECT: ["project"],
@@ -23,8 +24,20 @@ SCOPE_FIELDS = {
     ScopeType.TEAM: [],
 }
 FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "metric", "window", "agg", "cmp", "threshold",
-                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "run_user", "run_name_regex"]
+                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "minutes", "run_user", "run_name_regex"]
 ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
+
+
+def field_map():
+    """The admin form fields each scope type, event type and action kind uses, computed from the
+    definitions (automations/event_types, automations/action_kinds): the form's script shows
+    only those of the chosen ones."""
+    return {
+        "scope": {k: v for k, v in SCOPE_FIELDS.items()},
+        "event": event_types.filter_form_fields(),
+        "action": action_kinds.form_fields(),
+        "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
+    }
 
 
 def blank(choices):
@@ -51,6 +64,7 @@ class AutomationForm(forms.ModelForm):
     change_amount = forms.FloatField(required=False, help_text="Change at least this much; a fraction for RELATIVE (0.25 = 25 %).")
     basis = forms.ChoiceField(choices=blank(("runs", "history")), required=False,
                               help_text="Z-score against other runs' latest values (runs) or the run's own preceding values (history).")
+    minutes = forms.IntegerField(required=False, help_text="RUN_STALLED: report a running run silent this long (1 to 10080, default 10).")
     run_user = forms.CharField(required=False, help_text="Run events: only runs of this username.")
     run_name_regex = forms.CharField(required=False, help_text="Run events: only runs whose display name matches.")
     integration = forms.ModelChoiceField(Integration.objects.select_related("team").defer("signing_key", "previous_signing_key"), required=False)
@@ -106,7 +120,7 @@ class AutomationForm(forms.ModelForm):
             scope[field] = obj.name if obj is not None else None
         event_type = data.get("event_type")
         event = {"type": event_type}
-        allowed = EVENT_FIELDS.get(event_type, set())
+        allowed = event_fields().get(event_type, set())
         for key in FILTER_FORM_FIELDS:
             value = data.get(key)
             if key in allowed and value not in (None, "", []):
@@ -115,7 +129,7 @@ class AutomationForm(forms.ModelForm):
         if run_filter and "run_filter" in allowed:
             event["run_filter"] = run_filter
         action = {"type": data.get("action_type")}
-        allowed_action = ACTION_FIELDS.get(data.get("action_type"), set())
+        allowed_action = action_fields().get(data.get("action_type"), set())
         if "integration" in allowed_action:
             action["integration"] = data["integration"].pk if data.get("integration") else None
         if "payload" in allowed_action:
@@ -199,19 +213,13 @@ class AutomationAdmin(TeamScopedAdmin):
 
     @admin.display(description="Payload preview (sample event, secrets masked)")
     def payload_preview(self, obj):
-        if not obj.pk or obj.action_type != ActionType.WEBHOOK:
+        rendered = action_kinds.get(obj.action_type).preview(obj, sample_context_for(obj)) if obj.pk else None
+        if rendered is None:
             return "Saved webhook automations show their payload rendered from a sample event here."
-        masks = {name: MASK for name in obj.integration.attached_secrets()} if obj.integration else {}
-        rendered = render(obj.action_config.get("payload", {}), sample_context_for(obj), masks)
         return format_html("<pre>{}</pre>", json.dumps(rendered, indent=2, ensure_ascii=False))
 
     def render_change_form(self, request, context, *args, **kwargs):
-        context["field_map"] = {
-            "scope": {k: v for k, v in SCOPE_FIELDS.items()},
-            "event": {k: sorted(f.replace("run_filter", "run_user") for f in v) + (["run_name_regex"] if "run_filter" in v else []) for k, v in EVENT_FIELDS.items()},
-            "action": {k: sorted(v) for k, v in ACTION_FIELDS.items()},
-            "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
-        }
+        context["field_map"] = field_map()
         return super().render_change_form(request, context, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
@@ -280,7 +288,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Redeliver", permissions=["redeliver"])
     def redeliver_action(self, request, queryset):
-        done = sum(redeliver(e) for e in self.editable(request, queryset).exclude(automation__action_type=ActionType.NO_OP))
+        done = sum(redeliver(e) for e in self.editable(request, queryset).exclude(automation__action_type__in=action_kinds.silent()))
         self.message_user(request, f"{done} execution(s) queued for redelivery.")
 
 

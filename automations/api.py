@@ -13,11 +13,10 @@ from teams.api_input import Serializer
 from teams.models import Role
 from teams.permissions import TeamScopedMixin
 
-from . import dispatch, lifecycle
+from . import dispatch, event_types, lifecycle
 from .delivery import deliver
-from .models import ActionType, Automation, Execution, ExecutionStatus, ScopeType
+from .models import Automation, Execution, ExecutionStatus, ScopeType
 from .spec import SpecError, describe_action, describe_scope, parse_action, parse_event, parse_scope, schema_variants
-from .matching import TRIGGERS
 
 
 # The schema describes each section as one variant per `type` (a discriminator), built from
@@ -144,7 +143,7 @@ def sample_event(automation):
     """A sample event in the automation's scope, never evaluated, to test its action."""
     registry_scoped = automation.scope_type in (ScopeType.REGISTRY, ScopeType.REGISTRY_COLLECTION)
     collection = automation.collection
-    kind = next(k for k, triggers in TRIGGERS.items() if automation.event_type in triggers)
+    kind = event_types.get(automation.event_type).records[0]
     return Event.objects.create(
         team=automation.team,
         type=kind,
@@ -267,8 +266,8 @@ class RedeliverView(TeamScopedMixin, APIView):
     @extend_schema(request=None, responses={202: dict})
     def post(self, request, team, pk):
         execution = get_object_or_404(Execution, automation__team=self.team, pk=pk)
-        if execution.automation.action_type == ActionType.NO_OP:
-            return Response({"detail": "A NO_OP execution has nothing to deliver."}, status=status.HTTP_400_BAD_REQUEST)
+        if not lifecycle.sends(execution.automation):
+            return Response({"detail": f"A {execution.automation.action_type} execution has nothing to deliver."}, status=status.HTTP_400_BAD_REQUEST)
         if not redeliver(execution):
             return Response({"detail": "This execution is being delivered right now."}, status=status.HTTP_409_CONFLICT)
         return Response({"id": execution.pk, "status": ExecutionStatus.PENDING}, status=status.HTTP_202_ACCEPTED)

@@ -11,5 +11,11 @@ class AutomationsConfig(AppConfig):
         from .pages import thresholds_for_run
         from .tasks import enqueue_evaluation
 
+        from actions.payloads import VARIABLES
+
+        from . import event_types
+
         event_committed.connect(enqueue_evaluation, dispatch_uid="automations.evaluate")
+        for definition in event_types.REGISTRY.values():  # the variables only some event types provide
+            VARIABLES.update(definition.variables)
         THRESHOLD_PROVIDERS.append(thresholds_for_run)

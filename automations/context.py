@@ -3,7 +3,7 @@
 
 from actions.payloads import render, sample_context
 
-from .models import METRIC_EVENTS, RUN_EVENTS, EventType
+from . import event_types
 
 SEVERITY_EMOJI = {"INFO": ":information_source:", "WARN": ":warning:", "ERROR": ":rotating_light:"}
 
@@ -18,20 +18,7 @@ def sample_context_for(automation):
     if project or registry:
         context.update(project_name=project.name if project else "", registry_name=registry.name if registry else "")
     context.update(event_type=automation.event_type, entity_name=automation.team.name)
-    if automation.event_type in RUN_EVENTS:
-        states = automation.event_filter.get("states") or ["RUNNING"]
-        context.update(
-            artifact_collection_name="", artifact_version="", artifact_version_string="", artifact_version_index="", artifact_metadata={},
-            alias="", run_id="sample-run", run_name="sample run",
-            run_state=states[0].lower() if automation.event_type == EventType.RUN_STATE else "running",
-        )
-        if automation.event_type in METRIC_EVENTS:
-            metric = automation.event_filter["metric"]
-            context.update(metric_name=metric, metric_value=0.05, metric_values=[0.09, 0.07, 0.05], metric_filter=f"the condition on {metric} (sample values)")
-        return context
-    name = collection.name if collection else context["artifact_collection_name"]
-    place = context["registry_name"] or context["project_name"]
-    context.update(artifact_collection_name=name, artifact_version_string=f"{context['entity_name']}/{place}/{name}:v{context['artifact_version_index']}")
+    event_types.get(automation.event_type).sample(automation, context)
     return context
 
 
@@ -61,6 +48,7 @@ def payload_context(execution):
         "metric_value": "",
         "metric_values": "",
         "metric_filter": "",
+        **{name: "" for definition in event_types.REGISTRY.values() for name in definition.variables},
     }
     if event.sample:
         # A test of the automation: sample values, with what the sample event really has.
@@ -90,6 +78,9 @@ def slack_message(execution, context):
         facts.append(f"*Tag:* {context['tag']}")
     if context.get("metric_filter"):
         facts.append(f"*Condition:* {context['metric_filter']} (value {context['metric_value']})")
+    sentence = event_types.get(context["event_type"]).sentence(context)
+    if sentence:
+        facts.append(f"*What:* {sentence}")
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{title}"[:150]}},
     ]

@@ -3,39 +3,20 @@ its action's transport, record the attempt, and let the lifecycle decide what co
 Retries are scheduled by time (`next_attempt_at`), never slept on."""
 
 import logging
-import random
-from datetime import timedelta
 
 from django.utils import timezone
 
-from actions.models import SlackChannelSlot
-from actions.payloads import MASK, render
-from actions.transports import DeliveryResult, Message, send, slack_turn_now
+from actions.transports import DeliveryResult, send
 from ops import metrics
 
-from . import lifecycle
-from .context import payload_context, slack_message
-from .models import ActionType
+from . import action_kinds, lifecycle
+from .context import payload_context
 
 logger = logging.getLogger("tripline.delivery")
 
 
 def build_message(execution):
-    automation = execution.automation
-    context = payload_context(execution)
-    if automation.action_type == ActionType.SLACK:
-        return Message(delivery_id=execution.delivery_id, slack=slack_message(execution, context))
-    if automation.action_type != ActionType.WEBHOOK:
-        return Message(delivery_id=execution.delivery_id)
-    attached = automation.integration.attached_secrets()
-    real = {name: secret.value for name, secret in attached.items()}
-    template = automation.action_config.get("payload", {})
-    return Message(
-        delivery_id=execution.delivery_id,
-        payload=render(template, context, real),
-        masked_payload=render(template, context, {name: MASK for name in attached}),
-        secret_values=tuple(real.values()),
-    )
+    return action_kinds.get(execution.automation.action_type).message(execution, payload_context(execution))
 
 
 def deliver(execution):
@@ -59,18 +40,8 @@ def _deliver(execution):
         refused = DeliveryResult(ok=False, error=f"integration {integration.name} is disabled: {integration.disabled_reason}")
         lifecycle.finish(execution, None, refused, retry=False)
         return execution
-    if automation.action_type == ActionType.SLACK:
-        if execution.is_test:
-            # a test is sent now or not at all: it waits its turn in the channel, never in the queue
-            busy = slack_turn_now(integration)
-            if busy:
-                lifecycle.finish(execution, None, busy, retry=False)
-                return execution
-        else:
-            frees_at = SlackChannelSlot.take(integration)
-            if frees_at is not None:
-                lifecycle.postpone(execution, frees_at + timedelta(seconds=random.uniform(0, SlackChannelSlot.INTERVAL.total_seconds())))
-                return execution
+    if action_kinds.get(automation.action_type).wait_turn(execution):  # e.g. Slack's pace per channel
+        return execution
     attempt = lifecycle.start_attempt(execution)
     if attempt is None:
         return execution

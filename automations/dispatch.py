@@ -25,7 +25,7 @@ from django_q.tasks import async_task
 
 from events.models import Event
 
-from . import lifecycle
+from . import event_types, lifecycle
 from .models import Nudge
 
 logger = logging.getLogger("tripline.dispatch")
@@ -83,3 +83,4 @@ def tick():
         nudge("deliver")
     if late_events().exists():
         nudge("evaluate")
+    event_types.sweep()  # events found by time, not by a write (RUN_STALLED)

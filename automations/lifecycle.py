@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from actions.http import attempt_deadline
 
-from .models import ActionType, DeliveryAttempt, Execution, ExecutionStatus as S
+from .models import DeliveryAttempt, Execution, ExecutionStatus as S
 
 logger = logging.getLogger("tripline.delivery")
 CANDIDATES = 20  # due executions looked at per claim: racing workers move on to the next one
@@ -42,6 +42,11 @@ def due(now):
 
 def stuck(now):
     return Q(status=S.RUNNING, lease_until__lt=now)
+
+
+def unfinished():
+    """Still to be delivered, or being delivered."""
+    return Q(status__in=[S.PENDING, S.RUNNING])
 
 
 def lease():
@@ -105,17 +110,23 @@ def load(pk):
 
 def initial(automation, now):
     """The state an execution starts in: due at once, or done already when there is nothing to
-    send (NO_OP)."""
-    if automation.action_type == ActionType.NO_OP:
-        return {"status": S.SUCCEEDED, "started_at": now, "finished_at": now, "next_attempt_at": None, "request": {"action": "NO_OP"}}
+    send (an action kind that sends nothing, NO_OP)."""
+    if not sends(automation):
+        return {"status": S.SUCCEEDED, "started_at": now, "finished_at": now, "next_attempt_at": None, "request": {"action": automation.action_type}}
     return {"status": S.PENDING, "next_attempt_at": now}
+
+
+def sends(automation):
+    from .action_kinds import get
+
+    return get(automation.action_type).sends
 
 
 def start_test(automation, event):
     """A test of `automation`: an execution created already claimed by this process, so that it
     is sent here and now, once, and never waits in the queue (or done, for a NO_OP)."""
     now = timezone.now()
-    fields = initial(automation, now) if automation.action_type == ActionType.NO_OP else _claimed_fields(now)
+    fields = _claimed_fields(now) if sends(automation) else initial(automation, now)
     return load(Execution.objects.create(automation=automation, event=event, is_test=True, **fields).pk)
 
 
@@ -241,7 +252,9 @@ def hand_back(worker):
 
 def redeliver(execution):
     """Deliver again by hand, with the same delivery id, as a new round of attempts. False while
-    it is being delivered."""
+    it is being delivered, or when its action kind sends nothing (NO_OP)."""
+    if not sends(execution.automation):
+        return False
     return bool(
         Execution.objects.filter(pk=execution.pk).exclude(status=S.RUNNING).update(
             **RELEASED, status=S.PENDING, next_attempt_at=timezone.now(), finished_at=None, round_start=F("attempt_count")

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from actions.models import Integration
-from events.models import Event
+from events.models import Event, EventType  # noqa: F401 (the one enum of event types)
 from teams.models import Team
 from tracking.models import ArtifactCollection, Project, Registry, Run
 
@@ -20,30 +20,18 @@ class ScopeType(models.TextChoices):
     TEAM = "team"
 
 
-class EventType(models.TextChoices):
-    CREATE_ARTIFACT = "CREATE_ARTIFACT"
-    LINK_ARTIFACT = "LINK_ARTIFACT"
-    ADD_ARTIFACT_ALIAS = "ADD_ARTIFACT_ALIAS"
-    ADD_ARTIFACT_TAG = "ADD_ARTIFACT_TAG"
-    RUN_STATE = "RUN_STATE"
-    RUN_METRIC_THRESHOLD = "RUN_METRIC_THRESHOLD"
-    RUN_METRIC_CHANGE = "RUN_METRIC_CHANGE"
-    RUN_METRIC_ZSCORE = "RUN_METRIC_ZSCORE"
+def event_type_choices():
+    """The event types an automation can watch: one per definition in automations/event_types."""
+    from .event_types import REGISTRY
+
+    return [(name, name) for name in REGISTRY]
 
 
-RUN_EVENTS = {EventType.RUN_STATE, EventType.RUN_METRIC_THRESHOLD, EventType.RUN_METRIC_CHANGE, EventType.RUN_METRIC_ZSCORE}
-METRIC_EVENTS = RUN_EVENTS - {EventType.RUN_STATE}
-ARTIFACT_EVENTS = {EventType.CREATE_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
-REGISTRY_EVENTS = {EventType.LINK_ARTIFACT, EventType.ADD_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
+def action_type_choices():
+    """The action kinds: one per definition in automations/action_kinds."""
+    from .action_kinds import KINDS
 
-# SPEC.md section 2: which event types each scope allows.
-SCOPE_EVENTS = {
-    ScopeType.PROJECT: RUN_EVENTS | ARTIFACT_EVENTS,
-    ScopeType.ARTIFACT_COLLECTION: ARTIFACT_EVENTS,
-    ScopeType.REGISTRY: REGISTRY_EVENTS,
-    ScopeType.REGISTRY_COLLECTION: REGISTRY_EVENTS,
-    ScopeType.TEAM: ARTIFACT_EVENTS | REGISTRY_EVENTS,
-}
+    return [(name, name) for name in KINDS]
 
 
 class ActionType(models.TextChoices):
@@ -56,6 +44,10 @@ class ActionType(models.TextChoices):
 CONDITION_FIELDS = ("event_type", "event_filter")
 
 
+def new_token():
+    return uuid.uuid4().hex
+
+
 class AutomationQuerySet(models.QuerySet):
     def update(self, **fields):
         """A bulk update keeps what `Automation.save` keeps (the admin's enable action goes
@@ -64,11 +56,47 @@ class AutomationQuerySet(models.QuerySet):
         if fields.get("enabled") is True and "enabled_since" not in fields:
             turned_on = Q(enabled=False) | Q(enabled_since__isnull=True)
             fields["enabled_since"] = Case(When(turned_on, then=Value(timezone.now())), default=F("enabled_since"))
-        if not any(name in fields for name in CONDITION_FIELDS):
-            return super().update(**fields)
         with transaction.atomic():
-            RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
+            AutomationsChanged.bump(self.values_list("team_id", flat=True).distinct())
+            if any(name in fields for name in CONDITION_FIELDS):
+                RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
             return super().update(**fields)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        with transaction.atomic():
+            AutomationsChanged.bump({obj.team_id for obj in objs})
+            return super().bulk_create(objs, *args, **kwargs)
+
+    def delete(self):
+        with transaction.atomic():
+            AutomationsChanged.bump(self.values_list("team_id", flat=True).distinct())
+            return super().delete()
+
+
+class AutomationsChanged(models.Model):
+    """A counter per team, bumped in the transaction of every change to one of its automations
+    (create, edit, switch, delete — whichever path), so that a worker's cache of the automations
+    a scope watches (automations.matching.candidates) knows, with one primary-key read, whether
+    it still holds. An atomic increment: concurrent changes each count."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    generation = models.BigIntegerField(default=0)
+    # new with each row: a counter that started again (a team's row re-created, a test database
+    # rolled back) never passes for one a cache saw before
+    token = models.CharField(max_length=32, default=new_token)
+
+    @classmethod
+    def bump(cls, team_ids):
+        team_ids = set(team_ids)
+        if not team_ids:
+            return
+        cls.objects.bulk_create([cls(team_id=pk) for pk in team_ids], ignore_conflicts=True)
+        cls.objects.filter(team_id__in=team_ids).update(generation=F("generation") + 1)
+
+    @classmethod
+    def of(cls, team_id):
+        """What a cache of the team's automations compares: (token, generation), or None."""
+        return cls.objects.filter(team_id=team_id).values_list("token", "generation").first()
 
 
 class Automation(models.Model):
@@ -83,9 +111,9 @@ class Automation(models.Model):
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
     registry = models.ForeignKey(Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
     collection = models.ForeignKey(ArtifactCollection, null=True, blank=True, on_delete=models.CASCADE, related_name="automations")
-    event_type = models.CharField(max_length=24, choices=EventType.choices)
+    event_type = models.CharField(max_length=24, choices=event_type_choices)
     event_filter = models.JSONField(default=dict, blank=True)
-    action_type = models.CharField(max_length=8, choices=ActionType.choices, default=ActionType.NO_OP)
+    action_type = models.CharField(max_length=8, choices=action_type_choices, default=ActionType.NO_OP)
     integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     action_config = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -129,6 +157,12 @@ class Automation(models.Model):
             if changed:
                 RunCondition.objects.filter(automation=self).delete()
             super().save(*args, update_fields=written, **kwargs)
+            AutomationsChanged.bump([self.team_id])
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            AutomationsChanged.bump([self.team_id])
+            return super().delete(*args, **kwargs)
 
     @property
     def scope_label(self):

@@ -9,26 +9,15 @@ from teams.models import ROLE_RANK, Role
 from tracking.pages import member_team
 
 from .api import execution_queryset, redeliver, shown_request
-from .models import METRIC_EVENTS, Automation, EventType, ScopeType
-
-
-def thresholds_for_run(run):
-    """{metric: [(threshold, automation name)]} for the run page's charts."""
-    watching = Automation.objects.filter(
-        enabled=True, scope_type=ScopeType.PROJECT, project_id=run.project_id, event_type=EventType.RUN_METRIC_THRESHOLD
-    ).only("name", "event_filter")
-    lines = {}
-    for automation in watching:
-        f = automation.event_filter
-        lines.setdefault(f["metric"], []).append((f["threshold"], automation.name))
-    return lines
+from . import event_types, lifecycle
+from .event_types.run_metric_threshold import thresholds_for_run  # noqa: F401 (the run page's chart lines)
 
 
 @login_required
 def automation_list(request, team):
     team = member_team(request, team)
     automations = team.automations.select_related("project", "registry", "collection__project", "collection__registry", "integration", "team")
-    return render(request, "tripline/automations.html", {"team": team, "automations": automations, "metric_events": METRIC_EVENTS})
+    return render(request, "tripline/automations.html", {"team": team, "automations": automations, "metric_events": event_types.names_where("watches_metric")})
 
 
 @login_required
@@ -45,7 +34,7 @@ def execution_page(request, team, pk):
     team = member_team(request, team)
     execution = get_object_or_404(execution_queryset().filter(automation__team=team).prefetch_related("attempts"), pk=pk)
     role = team.role_of(request.user)
-    can_redeliver = ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER]
+    can_redeliver = ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER] and lifecycle.sends(execution.automation)
     return render(request, "tripline/execution.html", {
         "team": team, "execution": execution, "can_redeliver": can_redeliver,
         "request_json": json.dumps(shown_request(execution.request, role), indent=2, ensure_ascii=False),

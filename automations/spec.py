@@ -2,10 +2,10 @@
 SPEC.md. The REST API and the admin form both go through here, so they refuse the same things
 with the same messages. Errors are raised as SpecError({"section": {"field": ["message"]}}).
 
-The field tables (SCOPE_NAMES, EVENT_FIELDS, ACTION_FIELDS) say, per type, which fields exist,
-how each is read and checked, and how the OpenAPI schema describes it (`schema_variants`)."""
+SCOPE_NAMES here, and the `fields` of each event type's definition (automations/event_types) and
+of each action kind's (automations/action_kinds), say which fields exist, how each is read and
+checked, and how the OpenAPI schema describes it (`schema_variants`)."""
 
-import json
 import math
 from functools import lru_cache
 
@@ -13,14 +13,12 @@ import re2
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from actions.models import IntegrationKind
-from actions.payloads import unknown_variables
-from teams.api_input import refusal, shown
+from teams.api_input import shown
 from teams.validators import NAME_PATTERN
 from tracking.models import ArtifactCollection
 from tracking.serializers import METRIC_KEY_RE
 
-from .models import RUN_EVENTS, SCOPE_EVENTS, ActionType, EventType, ScopeType
+from .models import ScopeType
 
 AGGS = ("AVERAGE", "MIN", "MAX")
 CMPS = ("$gt", "$gte", "$lt", "$lte", "$eq", "$ne")
@@ -351,33 +349,18 @@ SCOPE_NAMES = {
     ScopeType.TEAM: {},
 }
 
-_METRIC_CHANGE_DIR = Choice(DIRS, default="ANY")
-EVENT_FIELDS = {
-    EventType.CREATE_ARTIFACT: {"collection_type": Text(64, optional=True)},
-    EventType.LINK_ARTIFACT: {"alias_regex": Regex()},
-    EventType.ADD_ARTIFACT_ALIAS: {"alias_regex": Regex(required=True)},
-    EventType.ADD_ARTIFACT_TAG: {"tag_regex": Regex(required=True)},
-    EventType.RUN_STATE: {"states": States(), "run_filter": RunFilter()},
-    EventType.RUN_METRIC_THRESHOLD: {
-        "metric": Metric(), "window": Integer(5, 1, 1000), "agg": Choice(AGGS), "cmp": Choice(CMPS, required=True),
-        "threshold": Number(required=True), "run_filter": RunFilter(),
-    },
-    EventType.RUN_METRIC_CHANGE: {
-        "metric": Metric(), "agg": Choice(AGGS, default="AVERAGE"), "current_window": Integer(10, 1, 1000),
-        "prior_window": Integer(50, 1, 10000), "change_type": Choice(("ABSOLUTE", "RELATIVE"), default="RELATIVE"),
-        "change_dir": _METRIC_CHANGE_DIR, "change_amount": Number(positive=True, required=True), "run_filter": RunFilter(),
-    },
-    EventType.RUN_METRIC_ZSCORE: {
-        "metric": Metric(), "window": Integer(30, 2, 1000), "threshold": Number(default=3.0, positive=True),
-        "change_dir": _METRIC_CHANGE_DIR, "basis": Choice(("runs", "history"), default="runs"), "run_filter": RunFilter(),
-    },
-}
+def event_fields():
+    """{event type: {field: Field}}, from the definitions."""
+    from . import event_types
 
-ACTION_FIELDS = {
-    ActionType.WEBHOOK: {"integration": Integration(), "payload": Payload()},
-    ActionType.SLACK: {"integration": Integration(), "title": Text(200), "message": Text(3000), "severity": Choice(SEVERITIES, default="INFO")},
-    ActionType.NO_OP: {},
-}
+    return {name: definition.fields for name, definition in event_types.REGISTRY.items()}
+
+
+def action_fields():
+    """{action kind: {field: Field}}, from the definitions."""
+    from . import action_kinds
+
+    return {name: kind.fields for name, kind in action_kinds.KINDS.items()}
 
 
 def _type_of(section, data, types):
@@ -420,11 +403,14 @@ def parse_scope(team, data):
 
 def parse_event(scope_type, data):
     """{"type", …filter} -> (event_type, filter with defaults)."""
-    event_type = _type_of("event", data, EVENT_FIELDS)
-    if scope_type in SCOPE_EVENTS and event_type not in SCOPE_EVENTS[scope_type]:
-        allowed = ", ".join(sorted(SCOPE_EVENTS[scope_type]))
+    from . import event_types
+
+    event_type = _type_of("event", data, event_types.REGISTRY)
+    allowed_here = event_types.scope_events()
+    if scope_type in allowed_here and event_type not in allowed_here[scope_type]:
+        allowed = ", ".join(sorted(allowed_here[scope_type]))
         raise SpecError({"event": {"type": [f"{event_type} cannot be used with a {scope_type} scope; it allows {allowed}."]}})
-    fields = EVENT_FIELDS[event_type]
+    fields = event_types.get(event_type).fields
     reader = _Reader("event", data, {"type", *fields})
     f = {}
     for name, field in fields.items():
@@ -435,43 +421,15 @@ def parse_event(scope_type, data):
     return event_type, f
 
 
-ACTION_KIND = {ActionType.WEBHOOK: IntegrationKind.WEBHOOK, ActionType.SLACK: IntegrationKind.SLACK}
-
-
 def parse_action(team, data):
     """{"type", …} -> (action_type, integration, config)."""
-    action_type = _type_of("action", data, ACTION_FIELDS)
-    fields = ACTION_FIELDS[action_type]
-    r = _Reader("action", data, {"type", *fields})
-    if action_type == ActionType.NO_OP:
-        r.done()
-        return action_type, None, {}
-    integration = resolve_integration(team, data.get("integration"), ACTION_KIND[action_type], r)
-    config = {}
-    if action_type == ActionType.WEBHOOK:
-        payload = data.get("payload")
-        if not isinstance(payload, (dict, list)):
-            r.fail("payload", "Required: a JSON object (the payload template).")
-        else:
-            unstorable = refusal(payload, "payload")  # the admin's JSON text has not met the API's parser
-            if unstorable:
-                r.fail("payload", unstorable)
-            elif len(json.dumps(payload)) > MAX_PAYLOAD:
-                r.fail("payload", f"At most {MAX_PAYLOAD} bytes.")
-            names = integration.attached_secrets().keys() if integration else ()
-            unknown = unknown_variables(payload, names)
-            if unknown:
-                r.fail("payload", f"Unknown variables: {', '.join('${' + n + '}' for n in unknown)}. "
-                                  f"Known: the payload variables and this webhook's secrets ({', '.join(sorted(names)) or 'none attached'}).")
-            config["payload"] = payload
-    else:
-        for name in ("title", "message", "severity"):
-            config[name] = fields[name].read(r, name)
-        for field in ("title", "message"):
-            unknown = unknown_variables(config[field] or "")
-            if unknown:
-                r.fail(field, f"Unknown variables: {', '.join('${' + n + '}' for n in unknown)}.")
-    r.done()
+    from . import action_kinds
+
+    action_type = _type_of("action", data, action_kinds.KINDS)
+    kind = action_kinds.get(action_type)
+    reader = _Reader("action", data, {"type", *kind.fields})
+    integration, config = kind.parse(team, data, reader)
+    reader.done()
     return action_type, integration, config
 
 
@@ -504,7 +462,7 @@ def _component(value, suffix):
 def schema_variants(section):
     """{type: serializer class} describing one section for the OpenAPI schema, built from the
     field tables above: one variant per type, told apart by `type`."""
-    table, suffix = {"scope": (SCOPE_NAMES, "Scope"), "event": (EVENT_FIELDS, "Event"), "action": (ACTION_FIELDS, "Action")}[section]
+    table, suffix = {"scope": (SCOPE_NAMES, "Scope"), "event": (event_fields(), "Event"), "action": (action_fields(), "Action")}[section]
     variants = {}
     for type_value, fields in table.items():
         attrs = {"type": serializers.ChoiceField(choices=[type_value])}

@@ -16,8 +16,8 @@ from ops import metrics
 
 from . import dispatch, lifecycle
 from .delivery import deliver
-from .matching import candidates, load_conditions, match
-from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus
+from .matching import candidates, load_conditions, match, save_conditions
+from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus
 
 logger = logging.getLogger("tripline.evaluate")
 PRUNE_BATCH = 2000
@@ -51,8 +51,9 @@ def evaluate_event(event_id):
             if context is None:
                 continue
             execution = create_execution(automation, event, context)
-            if execution is not None and automation.action_type != ActionType.NO_OP:
+            if execution is not None and execution.status == ExecutionStatus.PENDING:
                 to_deliver.append(execution.pk)
+        save_conditions(conditions)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
         if to_deliver:
             transaction.on_commit(lambda: dispatch.nudge("deliver"))
@@ -129,7 +130,7 @@ def prune():
     if not settings.RETENTION_DAYS:
         return 0
     cutoff = timezone.now() - timedelta(days=settings.RETENTION_DAYS)
-    live = Execution.objects.filter(Q(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING]) | Q(finished_at__gte=cutoff), event=OuterRef("pk"))
+    live = Execution.objects.filter(lifecycle.unfinished() | Q(finished_at__gte=cutoff), event=OuterRef("pk"))
     expired = Event.objects.filter(created_at__lt=cutoff, evaluated_at__lt=cutoff).exclude(Exists(live))
     ids = list(expired.order_by("id").values_list("pk", flat=True)[:PRUNE_BATCH])
     if ids:

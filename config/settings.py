@@ -46,6 +46,10 @@ WEBHOOK_TIMEOUT = tuple(float(s) for s in env.list("WEBHOOK_TIMEOUT", default=["
 if len(WEBHOOK_TIMEOUT) != 2:
     raise ImproperlyConfigured("WEBHOOK_TIMEOUT takes two numbers: connect,read")
 AUTOMATION_COOLDOWN = env.int("AUTOMATION_COOLDOWN", default=86400)
+# RUN_STALLED: how often each worker's sweep looks for silent runs, and the seconds in one of an
+# automation's `minutes` — 60; only a test server shrinks it, to see a "10 minutes" silence in seconds.
+RUN_STALLED_SWEEP_SECONDS = env.float("RUN_STALLED_SWEEP_SECONDS", default=30.0)
+RUN_STALLED_MINUTE_SECONDS = env.float("RUN_STALLED_MINUTE_SECONDS", default=60.0)
 # The team registry that holds the registered models of the MLflow client, made on first use.
 MLFLOW_REGISTRY = env.str("MLFLOW_REGISTRY", default="models")
 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", MLFLOW_REGISTRY):

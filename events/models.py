@@ -9,13 +9,21 @@ from .signals import event_committed
 
 
 class EventType(models.TextChoices):
+    """The one list of event types: what an Event records, and what an automation watches.
+    What each type means to automations (its filter, scopes, matching, payload variables) is
+    its definition in automations/event_types/."""
+
     CREATE_ARTIFACT = "CREATE_ARTIFACT"
     LINK_ARTIFACT = "LINK_ARTIFACT"
     ADD_ARTIFACT_ALIAS = "ADD_ARTIFACT_ALIAS"
     ADD_ARTIFACT_TAG = "ADD_ARTIFACT_TAG"
     RUN_STATE = "RUN_STATE"
-    # One per history batch per run; the three RUN_METRIC_* automations evaluate it.
+    # Recorded once per history batch per run; the RUN_METRIC_* automations evaluate it.
     RUN_HISTORY = "RUN_HISTORY"
+    RUN_METRIC_THRESHOLD = "RUN_METRIC_THRESHOLD"
+    RUN_METRIC_CHANGE = "RUN_METRIC_CHANGE"
+    RUN_METRIC_ZSCORE = "RUN_METRIC_ZSCORE"
+    RUN_STALLED = "RUN_STALLED"
 
 
 class Event(models.Model):

@@ -107,6 +107,7 @@ class DatabaseCollector:
         from django.conf import settings
         from django.utils import timezone
 
+        from automations import lifecycle
         from automations.models import Execution, ExecutionStatus
         from events.models import Event
 
@@ -121,7 +122,7 @@ class DatabaseCollector:
         try:
             oldest_event = (Event.objects.filter(evaluated_at__isnull=True, sample=False)
                             .order_by("created_at").values_list("created_at", flat=True).first())
-            oldest_due = (Execution.objects.filter(status=ExecutionStatus.PENDING, next_attempt_at__lte=now)
+            oldest_due = (Execution.objects.filter(lifecycle.due(now))
                           .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first())
             executions = {status: Execution.objects.filter(status=status).count() for status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)}
             last_beat = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()

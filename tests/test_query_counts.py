@@ -3,6 +3,7 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from automations.models import Execution
 from events.models import Event
@@ -47,3 +48,46 @@ def test_execution_lists_do_not_grow_with_executions(api, bob, team, project):
     few = [queries(api(bob), f"{T}/executions/"), queries(api(bob), f"{T}/automations/{automation.pk}/executions/")]
     grow(18)
     assert [queries(api(bob), f"{T}/executions/"), queries(api(bob), f"{T}/automations/{automation.pk}/executions/")] == few
+
+
+def evaluation_queries(team, project, count, metrics):
+    """Queries of evaluate_event for one history batch (5 metrics) of a run with a history, in a
+    project with `count` metric automations of every kind (threshold, change, z-score against
+    runs and against history), on the first `metrics` metrics in turn (one: a z-score against
+    other runs, which reads both the run's values and the other runs'). The values are constant: nothing fires, so
+    only the evaluation is counted (each execution is a row of its own)."""
+    from automations.tasks import evaluate_event
+    from tests.bench.inproc import metric_event
+    from tracking.history import log_history
+    from tracking.models import Run
+
+    for i in range(count):
+        event = metric_event(i, metrics) if count > 1 else {"type": "RUN_METRIC_ZSCORE", "metric": "m0", "window": 30, "basis": "runs"}
+        make_automation(team, f"watch-{count}-{metrics}-{i}", {"type": "project", "project": project.name}, event)
+    run = Run.objects.create(project=project, run_id=f"r{count}-{metrics}", name="r")
+    other = Run.objects.create(project=project, run_id=f"o{count}-{metrics}", name="o")
+    rows = [{"step": s, "metrics": {f"m{k}": 1.0 for k in range(5)}} for s in range(100)]
+    log_history(other, rows)
+    log_history(run, rows)
+    Event.objects.update(evaluated_at=timezone.now())
+    log_history(run, [{"step": 100 + s, "metrics": {f"m{k}": 1.0 for k in range(5)}} for s in range(10)])
+    event = Event.objects.get(run=run, evaluated_at__isnull=True)
+    with CaptureQueriesContext(connection) as captured:
+        assert evaluate_event(event.pk) == []
+    assert Execution.objects.count() == 0
+    return len(captured)
+
+
+def test_evaluating_a_history_batch_costs_the_same_queries_for_1_and_100_metric_automations(team, project):
+    """Issue 9: evaluation scales with the distinct (run, metric, read) windows, not with the
+    automations: each window is read once at the largest size needed, the conditions' per-run
+    state is written in one statement."""
+    from automations.models import Automation
+
+    one = evaluation_queries(team, project, 1, 1)
+    Automation.objects.all().delete()
+    hundred = evaluation_queries(team, project, 100, 1)
+    assert hundred == one, (one, hundred)
+    Automation.objects.all().delete()
+    # on 5 metrics: two reads more (the run's values, the other runs') per further metric, no more
+    assert evaluation_queries(team, project, 100, 5) == one + 2 * 4

@@ -1,0 +1,41 @@
+from events.models import EventType
+
+from ..spec import AGGS, DIRS, Choice, Integer, Metric, Number
+from . import register
+from .base import MetricCondition, finite, run_filter_field
+from .metric_words import AGG
+
+
+@register
+class RunMetricChange(MetricCondition):
+    """The aggregate of the last `current_window` values against the `prior_window` before them."""
+
+    name = EventType.RUN_METRIC_CHANGE
+    fields = {
+        "metric": Metric(), "agg": Choice(AGGS, default="AVERAGE"), "current_window": Integer(10, 1, 1000),
+        "prior_window": Integer(50, 1, 10000), "change_type": Choice(("ABSOLUTE", "RELATIVE"), default="RELATIVE"),
+        "change_dir": Choice(DIRS, default="ANY"), "change_amount": Number(positive=True, required=True), "run_filter": run_filter_field(),
+    }
+
+    def size(self, f):
+        return f["current_window"] + f["prior_window"]
+
+    def evaluate(self, automation, event, window):
+        f = automation.event_filter
+        metric, cur, prior = f["metric"], f["current_window"], f["prior_window"]
+        values = window.values(metric, cur + prior)
+        if len(values) < cur + prior or not finite(values):
+            return False, {}
+        fn, name = AGG[f["agg"]]
+        before, now = fn(values[:prior]), fn(values[prior:])
+        if f["change_type"] == "RELATIVE":
+            if before == 0:
+                return False, {}
+            change = (now - before) / abs(before)
+        else:
+            change = now - before
+        amount = f["change_amount"]
+        met = {"INCREASE": change >= amount, "DECREASE": -change >= amount, "ANY": abs(change) >= amount}[f["change_dir"]]
+        unit = f"{amount:.0%}" if f["change_type"] == "RELATIVE" else f"{amount}"
+        words = f"{name}({metric}) over {cur} changed {f['change_dir'].lower()} by ≥ {unit} vs the {prior} before"
+        return met, {"metric_value": now, "metric_values": values[prior:], "metric_filter": words, "metric_change": change}

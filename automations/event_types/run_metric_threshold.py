@@ -1,0 +1,46 @@
+from events.models import EventType
+
+from ..models import ScopeType
+from ..spec import AGGS, CMPS, Choice, Integer, Metric, Number
+from . import register
+from .base import MetricCondition, finite, run_filter_field
+from .metric_words import AGG, CMP
+
+
+@register
+class RunMetricThreshold(MetricCondition):
+    """The latest value of a metric, or an aggregate of its last `window` values, compared with a threshold."""
+
+    name = EventType.RUN_METRIC_THRESHOLD
+    fields = {
+        "metric": Metric(), "window": Integer(5, 1, 1000), "agg": Choice(AGGS), "cmp": Choice(CMPS, required=True),
+        "threshold": Number(required=True), "run_filter": run_filter_field(),
+    }
+
+    def size(self, f):
+        return f["window"] if f.get("agg") else 1
+
+    def evaluate(self, automation, event, window):
+        f = automation.event_filter
+        metric, agg = f["metric"], f.get("agg")
+        values = window.values(metric, self.size(f))
+        if not values or (agg and len(values) < f["window"]) or not finite(values):
+            return False, {}
+        value = AGG[agg][0](values) if agg else values[-1]
+        op, symbol = CMP[f["cmp"]]
+        words = f"{AGG[agg][1]}({metric}) over {f['window']}" if agg else metric
+        return op(value, f["threshold"]), {"metric_value": value, "metric_values": values, "metric_filter": f"{words} {symbol} {f['threshold']}"}
+
+
+def thresholds_for_run(run):
+    """{metric: [(threshold, automation name)]} for the run page's charts."""
+    from ..models import Automation
+
+    watching = Automation.objects.filter(
+        enabled=True, scope_type=ScopeType.PROJECT, project_id=run.project_id, event_type=RunMetricThreshold.name
+    ).only("name", "event_filter")
+    lines = {}
+    for automation in watching:
+        f = automation.event_filter
+        lines.setdefault(f["metric"], []).append((f["threshold"], automation.name))
+    return lines

@@ -1,0 +1,55 @@
+import math
+import statistics
+
+from events.models import EventType
+
+from ..spec import DIRS, Choice, Integer, Metric, Number
+from . import register
+from .base import MetricCondition, finite, run_filter_field
+
+
+@register
+class RunMetricZscore(MetricCondition):
+    """The latest value's z-score against other runs' latest values (runs) or the run's own
+    preceding `window` values (history)."""
+
+    name = EventType.RUN_METRIC_ZSCORE
+    fields = {
+        "metric": Metric(), "window": Integer(30, 2, 1000), "threshold": Number(default=3.0, positive=True),
+        "change_dir": Choice(DIRS, default="ANY"), "basis": Choice(("runs", "history"), default="runs"), "run_filter": run_filter_field(),
+    }
+
+    def size(self, f):
+        return f["window"] + 1 if f["basis"] == "history" else 1
+
+    def reads(self, automation):
+        f = automation.event_filter
+        others = [] if f["basis"] == "history" else [(("others", f["metric"]), f["window"])]
+        return super().reads(automation) + others
+
+    def evaluate(self, automation, event, window):
+        f = automation.event_filter
+        metric = f["metric"]
+        if f["basis"] == "history":
+            values = window.values(metric, self.size(f))
+            if len(values) < 3 or not finite(values):
+                return False, {}
+            value, reference = values[-1], values[:-1]
+        else:
+            latest = window.values(metric, 1)
+            if not latest or not finite(latest):
+                return False, {}
+            value = latest[0]
+            reference = [v for v in window.others(metric, f["window"]) if math.isfinite(v)]
+            if len(reference) < 2:
+                return False, {}
+        spread = statistics.pstdev(reference)
+        if spread == 0:
+            return False, {}
+        z = (value - statistics.fmean(reference)) / spread
+        t = f["threshold"]
+        met = {"INCREASE": z >= t, "DECREASE": z <= -t, "ANY": abs(z) >= t}[f["change_dir"]]
+        against = f"its last {len(reference)} values" if f["basis"] == "history" else f"{len(reference)} other runs"
+        bound = {"INCREASE": f"≥ {t}", "DECREASE": f"≤ -{t}", "ANY": f"beyond ±{t}"}[f["change_dir"]]
+        words = f"z-score of {metric} against {against} {bound}"
+        return met, {"metric_value": value, "metric_values": reference, "metric_filter": words, "metric_zscore": z}
