@@ -1,12 +1,21 @@
 """Delivering an execution a worker has claimed (automations.lifecycle): send it once through
 its action's transport, record the attempt, and let the lifecycle decide what comes next.
-Retries are scheduled by time (`next_attempt_at`), never slept on."""
+Retries are scheduled by time (`next_attempt_at`), never slept on.
+
+`deliver_all` sends many at once: up to DELIVERY_THREADS threads in the task's process, each
+claiming its next execution when it is done with one, so one slow receiver holds one thread and
+never the rest; each thread keeps its own keep-alive connections (actions.http)."""
 
 import logging
 import random
+import threading
+import time
 from datetime import timedelta
 
+from django.conf import settings
+from django.db import connections
 from django.utils import timezone
+from django_q.conf import Conf
 
 from actions.models import SlackChannelSlot
 from actions.payloads import MASK, render
@@ -46,6 +55,67 @@ def deliver(execution):
         logger.error("execution %s could not be delivered: %s: %s", execution.pk, type(exc).__name__, exc)
         lifecycle.finish(execution, None, DeliveryResult(ok=False, error=f"could not be delivered: {type(exc).__name__}: {exc}"), retry=False)
         return execution
+
+
+def deliver_all(next_execution, until):
+    """Deliver what `next_execution()` claims (an execution, or None when there is no more) until
+    it returns None or the monotonic time `until` has passed. Up to DELIVERY_THREADS at a time
+    (one, in the calling thread, with synchronous tasks: tests); a thread is added each time one
+    claims something, up to the limit, so a single execution costs no extra thread.
+
+    Returns (executions delivered, whether time ran out with work perhaps left)."""
+    limit = 1 if Conf.SYNC else max(1, settings.DELIVERY_THREADS)
+    lock = threading.Lock()
+    delivered, out_of_time, threads = [], [], []
+
+    def work():
+        while True:
+            if time.monotonic() >= until:
+                out_of_time.append(True)
+                return
+            execution = next_execution()
+            if execution is None:
+                return
+            with lock:
+                if limit > 1 and len(threads) < limit:
+                    start()
+            deliver(execution)
+            with lock:
+                delivered.append(execution)
+
+    def run():
+        try:
+            work()
+        except Exception:  # a database error: the claimed execution's lease runs out, and it is taken back
+            logger.exception("a delivery thread stopped")
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def start():
+        thread = threading.Thread(target=run, name=f"tripline-deliver-{len(threads) + 1}", daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    if limit == 1:
+        work()
+    else:
+        with lock:
+            start()
+        for thread in iter_threads(threads, lock):
+            thread.join()
+    return delivered, bool(out_of_time)
+
+
+def iter_threads(threads, lock):
+    """Every thread of `threads`, including those started while the earlier ones are joined."""
+    seen = 0
+    while True:
+        with lock:
+            if seen >= len(threads):
+                return
+            thread = threads[seen]
+        seen += 1
+        yield thread
 
 
 def _deliver(execution):

@@ -84,14 +84,25 @@ def claim(exclude=()):
     now = timezone.now()
     candidates = Execution.objects.filter(due(now)).exclude(pk__in=exclude).order_by("next_attempt_at", "id")
     for pk in candidates.values_list("pk", flat=True)[:CANDIDATES]:
-        fields = _claimed_fields(now)
-        if Execution.objects.filter(due(now), pk=pk).update(**fields):
-            try:
-                return load(pk)
-            except Exception as exc:  # e.g. its secrets cannot be decrypted: fail it visibly, never loop on it
-                logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
-                mine = Execution.objects.filter(pk=pk, lease_token=fields["lease_token"])
-                give_up(mine, f"could not be delivered: {type(exc).__name__}: {exc}")
+        execution = claim_due(pk, now)
+        if execution is not None:
+            return execution
+    return None
+
+
+def claim_due(pk, now=None):
+    """Take execution `pk` if it is due (one conditional update): the execution, claimed, or None
+    when it is not due, or another worker took it first."""
+    now = now or timezone.now()
+    fields = _claimed_fields(now)
+    if not Execution.objects.filter(due(now), pk=pk).update(**fields):
+        return None
+    try:
+        return load(pk)
+    except Exception as exc:  # e.g. its secrets cannot be decrypted: fail it visibly, never loop on it
+        logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
+        mine = Execution.objects.filter(pk=pk, lease_token=fields["lease_token"])
+        give_up(mine, f"could not be delivered: {type(exc).__name__}: {exc}")
     return None
 
 

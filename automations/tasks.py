@@ -1,6 +1,7 @@
 """django-q2 entry points. Arguments are ids and tokens only (django-q2 pickles them in clear)."""
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from events.models import Event
 from ops import metrics
 
 from . import dispatch, lifecycle
-from .delivery import deliver
+from .delivery import deliver_all
 from .matching import candidates, load_conditions, match
 from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus
 
@@ -25,7 +26,39 @@ LATE_BATCH = 50
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
-    async_task("automations.tasks.evaluate_event", event_id, task_name=f"evaluate-{event_id}")
+    async_task("automations.tasks.evaluate_and_deliver", event_id, task_name=f"evaluate-{event_id}")
+
+
+def evaluate_and_deliver(event_id):
+    """An event's task: evaluate it, then deliver the executions it created here and now (one
+    broker hop from event to webhook), each claimed through the lifecycle like any other, so the
+    delivery guarantees are those of `deliver_due`. What is left when the task's time is up goes
+    back to the broker as a `deliver` nudge; retries wait for their time in the database."""
+    created = evaluate_event(event_id)
+    if created:
+        deliver_now(created)
+    return created
+
+
+def deliver_now(pks):
+    """Claim and deliver these executions (each only if it is still due: another worker may
+    have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest."""
+    pending = iter(list(pks))
+    lock = threading.Lock()
+
+    def next_execution():
+        while True:
+            with lock:
+                pk = next(pending, None)
+            if pk is None:
+                return None
+            execution = lifecycle.claim_due(pk)
+            if execution is not None:
+                return execution
+
+    _, out_of_time = deliver_all(next_execution, time.monotonic() + dispatch.BUDGET)
+    if out_of_time:
+        dispatch.nudge("deliver")
 
 
 @metrics.timed_evaluation
@@ -54,9 +87,7 @@ def evaluate_event(event_id):
             if execution is not None and automation.action_type != ActionType.NO_OP:
                 to_deliver.append(execution.pk)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
-        if to_deliver:
-            transaction.on_commit(lambda: dispatch.nudge("deliver"))
-    return to_deliver
+    return to_deliver  # the caller delivers them (evaluate_and_deliver) or nudges a task that does
 
 
 def create_execution(automation, event, context):
@@ -71,24 +102,29 @@ def create_execution(automation, event, context):
 
 @metrics.delivery_task
 def deliver_due(token=""):
-    """A `deliver` nudge: claim and deliver due executions until none is left, or for BUDGET
-    seconds; then make way for other tasks (nudging again if work is left)."""
+    """A `deliver` nudge: claim and deliver due executions, several at a time (delivery.deliver_all),
+    until none is left, or for BUDGET seconds; then make way for other tasks (nudging again if
+    work is left)."""
     dispatch.started("deliver", token)
-    until = time.monotonic() + dispatch.BUDGET
-    helped = Conf.SYNC  # in sync mode (tests) this one task delivers everything
-    delivered = []
-    while time.monotonic() < until:
-        # each execution once: one failing at once (a retry due at once) waits for the next task
-        execution = lifecycle.claim(exclude=delivered)
-        if execution is None:
-            return len(delivered)
-        if not helped:
-            helped = True
-            if lifecycle.due_exists():
-                dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
-        deliver(execution)
-        delivered.append(execution.pk)
-    if lifecycle.due_exists():
+    lock = threading.Lock()
+    # each execution once: one failing at once (a retry due at once) waits for the next task
+    again, helped = [], [Conf.SYNC]  # in sync mode (tests) this one task delivers everything
+
+    def next_execution():
+        with lock:
+            exclude = list(again)
+        execution = lifecycle.claim(exclude=exclude)
+        if execution is not None:
+            with lock:
+                again.append(execution.pk)
+                if not helped[0]:
+                    helped[0] = True
+                    if lifecycle.due_exists():
+                        dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
+        return execution
+
+    delivered, out_of_time = deliver_all(next_execution, time.monotonic() + dispatch.BUDGET)
+    if out_of_time and lifecycle.due_exists():
         dispatch.nudge("deliver")
     return len(delivered)
 
@@ -98,16 +134,19 @@ def evaluate_late(token=""):
     behind a deep queue: its task will then find the event evaluated, with one query)."""
     dispatch.started("evaluate", token)
     until = time.monotonic() + dispatch.BUDGET
-    last, evaluated = 0, 0
+    last, evaluated, deliver = 0, 0, False
     while time.monotonic() < until:
         ids = list(dispatch.late_events().filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:LATE_BATCH])
         if not ids:
             break
         for last in ids:
-            evaluate_event(last)
+            created = evaluate_event(last)
+            deliver = deliver or bool(created)
             evaluated += 1
             if time.monotonic() >= until:
                 break
+    if deliver:
+        dispatch.nudge("deliver")
     if evaluated:
         logger.warning("evaluated %d events whose evaluation was late", evaluated)
     if time.monotonic() >= until and dispatch.late_events().exists():

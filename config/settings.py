@@ -175,6 +175,12 @@ DELIVERY_LEASE_MARGIN = env.float("DELIVERY_LEASE_MARGIN", default=10.0)
 if DELIVERY_LEASE_MARGIN <= 0:
     raise ImproperlyConfigured("DELIVERY_LEASE_MARGIN takes a number of seconds above 0")
 
+# Deliveries a task sends at once (threads in the worker's task process, each with its own
+# keep-alive connections): a slow receiver holds one of them, never the rest.
+DELIVERY_THREADS = env.int("DELIVERY_THREADS", default=16)
+if DELIVERY_THREADS < 1:
+    raise ImproperlyConfigured("DELIVERY_THREADS takes a whole number of at least 1")
+
 REDIS_URL = env.str("REDIS_URL", default="")
 # A task is one evaluation, or a delivery task that stops claiming after 10 s and whose last
 # attempt gives up after connect + read timeout in all: the task timeout leaves room for the
