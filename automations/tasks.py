@@ -1,7 +1,6 @@
 """django-q2 entry points. Arguments are ids and tokens only (django-q2 pickles them in clear)."""
 
 import logging
-import threading
 import time
 from datetime import timedelta
 
@@ -43,20 +42,19 @@ def evaluate_and_deliver(event_id):
 def deliver_now(pks):
     """Claim and deliver these executions (each only if it is still due: another worker may
     have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest."""
-    pending = iter(list(pks))
-    lock = threading.Lock()
+    pending = list(pks)
+    if len(pending) > 2 * settings.DELIVERY_THREADS and not Conf.SYNC:
+        dispatch.nudge("deliver")  # a fan-out: let an idle worker help
 
-    def next_execution():
-        while True:
-            with lock:
-                pk = next(pending, None)
-            if pk is None:
-                return None
-            execution = lifecycle.claim_due(pk)
-            if execution is not None:
-                return execution
+    def claim(n):
+        while pending:
+            chunk, pending[:n] = pending[:n], []
+            claimed = lifecycle.claim_due(chunk)
+            if claimed:
+                return claimed
+        return []
 
-    _, out_of_time = deliver_all(next_execution, time.monotonic() + dispatch.BUDGET)
+    _, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
     if out_of_time:
         dispatch.nudge("deliver")
 
@@ -106,24 +104,19 @@ def deliver_due(token=""):
     until none is left, or for BUDGET seconds; then make way for other tasks (nudging again if
     work is left)."""
     dispatch.started("deliver", token)
-    lock = threading.Lock()
     # each execution once: one failing at once (a retry due at once) waits for the next task
-    again, helped = [], [Conf.SYNC]  # in sync mode (tests) this one task delivers everything
+    claimed, helped = [], [Conf.SYNC]  # in sync mode (tests) this one task delivers everything
 
-    def next_execution():
-        with lock:
-            exclude = list(again)
-        execution = lifecycle.claim(exclude=exclude)
-        if execution is not None:
-            with lock:
-                again.append(execution.pk)
-                if not helped[0]:
-                    helped[0] = True
-                    if lifecycle.due_exists():
-                        dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
-        return execution
+    def claim(n):
+        executions = lifecycle.claim_many(n, exclude=claimed)
+        claimed.extend(e.pk for e in executions)
+        if executions and not helped[0]:
+            helped[0] = True
+            if lifecycle.due_exists():
+                dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
+        return executions
 
-    delivered, out_of_time = deliver_all(next_execution, time.monotonic() + dispatch.BUDGET)
+    delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
     if out_of_time and lifecycle.due_exists():
         dispatch.nudge("deliver")
     return len(delivered)
