@@ -185,6 +185,7 @@ def record_use(integration, result):
         _uses[integration.pk] = (time.monotonic(), error)
     integration.last_used_at = now
     integration.last_error = error
-    integration.save(update_fields=["last_used_at", "last_error"])
+    with lifecycle.writing():
+        integration.save(update_fields=["last_used_at", "last_error"])
     if result.disable_integration:
         integration.disable(f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M} UTC")
