@@ -25,7 +25,9 @@ LATE_BATCH = 50
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
-    async_task("automations.tasks.evaluate_and_deliver", event_id, task_name=f"evaluate-{event_id}")
+    # the process's broker connection: django-q2 would connect anew for each task (to Redis: a
+    # new TCP connection inside every API call that stores an event)
+    async_task("automations.tasks.evaluate_and_deliver", event_id, task_name=f"evaluate-{event_id}", broker=dispatch.broker())
 
 
 def evaluate_and_deliver(event_id):
