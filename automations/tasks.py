@@ -41,9 +41,11 @@ def evaluate_and_deliver(event_id):
     return created
 
 
+@metrics.delivery_task
 def deliver_now(pks):
     """Claim and deliver these executions (each only if it is still due: another worker may
-    have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest."""
+    have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest.
+    Returns how many it delivered (counted as a delivery task)."""
     pending = list(pks)
     if len(pending) > 2 * settings.DELIVERY_THREADS and not Conf.SYNC:
         dispatch.nudge("deliver")  # a fan-out: let an idle worker help
@@ -56,9 +58,10 @@ def deliver_now(pks):
                 return claimed
         return []
 
-    _, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
+    delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
     if out_of_time:
         dispatch.nudge("deliver")
+    return len(delivered)
 
 
 @metrics.timed_evaluation
