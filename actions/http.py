@@ -27,16 +27,45 @@ RESPONSE_READ_LIMIT = 64 * 1024
 CHUNK = 8192
 
 
-def session():
+def _config():
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_IPS
-    config = Config(
+    return Config(
         ip_filter_enable=not allow_private,
         ip_filter_allow_loopback_ips=allow_private,
         never_redirect=True,
         default_timeout=tuple(settings.WEBHOOK_TIMEOUT),
         user_agent_override=USER_AGENT,
     )
-    return Manager(config).get_session()
+
+
+def session():
+    """A new hardened session (its own connection pool)."""
+    return Manager(_config()).get_session()
+
+
+_local = threading.local()
+
+
+def thread_session():
+    """This thread's hardened session, kept between sends so that connections to a receiver are
+    reused (keep-alive). The address check happens when a connection is made, so a reused one
+    went to an address that was checked. A new session when the settings it was made with
+    changed."""
+    key = (settings.WEBHOOK_ALLOW_PRIVATE_IPS, tuple(settings.WEBHOOK_TIMEOUT))
+    current = getattr(_local, "session", None)
+    if current is None or current[0] != key:
+        if current is not None:
+            current[1].close()
+        _local.session = current = (key, session())
+    return current[1]
+
+
+def forget_thread_session(used):
+    """Drop this thread's session if it is `used`: an attempt that ran out of time may still be
+    reading from one of its connections in the background, so the next send starts afresh."""
+    current = getattr(_local, "session", None)
+    if current is not None and current[1] is used:
+        _local.session = None
 
 
 class DeadlineExceeded(requests.Timeout):
@@ -102,23 +131,34 @@ def post(url, body: bytes, headers):
     """POST exact bytes; the Answer, read within the limits. Raises requests exceptions
     (timeouts, refused addresses) to the caller."""
     answer = Answer()
+    s = thread_session()
 
     def send():
-        with session() as s, s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT),
-                                    allow_redirects=False, stream=True) as response:
+        with s.post(url, data=body, headers=headers, timeout=tuple(settings.WEBHOOK_TIMEOUT),
+                    allow_redirects=False, stream=True) as response:
             answer.status_code, answer.headers = response.status_code, response.headers
             while not answer.stop:
                 # read1: whatever has arrived, so the deadline is looked at between chunks
                 chunk = response.raw.read1(CHUNK, decode_content=False)
                 if not chunk:
+                    # read to its end: the connection goes back to the pool for the next send
+                    # (closing the response would close it)
+                    response.raw.release_conn()
                     return answer
                 answer.content += chunk[: RESPONSE_READ_LIMIT - len(answer.content)]
                 if len(answer.content) >= RESPONSE_READ_LIMIT:
                     answer.truncated = True
-                    return answer  # closing the response drops the rest
+                    return answer  # closing the response drops the connection and the rest
         return answer
 
-    return within_deadline(send, progress=answer)
+    try:
+        got = within_deadline(send, progress=answer)
+    except DeadlineExceeded:
+        forget_thread_session(s)
+        raise
+    if answer.stop:  # cut at the deadline: the send may still be reading its last chunk
+        forget_thread_session(s)
+    return got
 
 
 def site_of(url):

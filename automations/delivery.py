@@ -1,10 +1,21 @@
 """Delivering an execution a worker has claimed (automations.lifecycle): send it once through
 its action's transport, record the attempt, and let the lifecycle decide what comes next.
-Retries are scheduled by time (`next_attempt_at`), never slept on."""
+Retries are scheduled by time (`next_attempt_at`), never slept on.
+
+`deliver_all` sends many at once: up to DELIVERY_THREADS threads in the task's process, each
+claiming its next execution when it is done with one, so one slow receiver holds one thread and
+never the rest; each thread keeps its own keep-alive connections (actions.http)."""
 
 import logging
+import random
+import threading
+import time
+from datetime import timedelta
 
+from django.conf import settings
+from django.db import connections
 from django.utils import timezone
+from django_q.conf import Conf
 
 from actions.transports import DeliveryResult, send
 from ops import metrics
@@ -27,6 +38,83 @@ def deliver(execution):
         logger.error("execution %s could not be delivered: %s: %s", execution.pk, type(exc).__name__, exc)
         lifecycle.finish(execution, None, DeliveryResult(ok=False, error=f"could not be delivered: {type(exc).__name__}: {exc}"), retry=False)
         return execution
+
+
+def deliver_all(claim, until):
+    """Deliver what `claim(n)` hands out (a list of at most n claimed executions; [] when there is
+    no more) until it hands out nothing or the monotonic time `until` has passed. Up to
+    DELIVERY_THREADS at a time (one, in the calling thread, with synchronous tasks: tests).
+    Executions are claimed a thread-count at a time, when the last claimed has been taken up, so
+    a claimed execution waits at most one attempt for a free thread: well within its lease. Threads
+    are added as claims bring work, so a single execution costs no extra thread.
+
+    Returns (executions delivered, whether time ran out with work perhaps left)."""
+    limit = 1 if Conf.SYNC else max(1, settings.DELIVERY_THREADS)
+    lock, claiming = threading.Lock(), threading.Lock()
+    ready, delivered, out_of_time, threads, finished = [], [], [], [], []
+
+    def take():
+        """The next execution to deliver: a claimed one waiting, or a new claim; None when done."""
+        while True:
+            with lock:
+                if ready:
+                    return ready.pop(0)
+                if finished:
+                    return None
+            with claiming:  # one thread claims for all
+                with lock:
+                    if ready or finished:
+                        continue
+                if time.monotonic() >= until:
+                    out_of_time.append(True)
+                    claimed = []
+                else:
+                    claimed = claim(limit)
+                with lock:
+                    ready.extend(claimed)
+                    if not claimed:
+                        finished.append(True)
+                    elif limit > 1:
+                        for _ in range(min(limit - 1 - len(threads), len(claimed) - 1)):
+                            start()
+
+    def work():
+        while (execution := take()) is not None:
+            deliver(execution)
+            with lock:
+                delivered.append(execution)
+
+    def run():
+        try:
+            work()
+        except Exception:  # a database error: what it claimed is taken back once the lease runs out
+            logger.exception("a delivery thread stopped")
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def start():
+        thread = threading.Thread(target=run, name=f"tripline-deliver-{len(threads) + 1}", daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    try:
+        work()  # the calling thread delivers too
+    finally:
+        for thread in iter_threads(threads, lock):
+            thread.join()
+    return delivered, bool(out_of_time)
+
+
+def iter_threads(threads, lock):
+    """Every thread of `threads`, including those started while the earlier ones are joined."""
+    seen = 0
+    while True:
+        with lock:
+            if seen >= len(threads):
+                return
+            thread = threads[seen]
+        seen += 1
+        yield thread
 
 
 def _deliver(execution):
@@ -53,10 +141,24 @@ def _deliver(execution):
     return execution
 
 
+USE_RECORDED_EVERY = 1.0  # seconds: an integration's last use is written at most this often by a process, unless its error changes
+_uses, _uses_lock = {}, threading.Lock()
+
+
 def record_use(integration, result):
+    """Note the integration's last use and error. A fan-out sends through one integration many
+    times a second: its row is written when the error changes, and otherwise once a second at most
+    by each process (every write to one row waits for the others)."""
     now = timezone.now()
+    error = "" if result.ok else result.error
+    with _uses_lock:
+        seen = _uses.get(integration.pk)
+        if seen and seen[1] == error and time.monotonic() - seen[0] < USE_RECORDED_EVERY and not result.disable_integration:
+            return
+        _uses[integration.pk] = (time.monotonic(), error)
     integration.last_used_at = now
-    integration.last_error = "" if result.ok else result.error
-    integration.save(update_fields=["last_used_at", "last_error"])
+    integration.last_error = error
+    with lifecycle.writing():
+        integration.save(update_fields=["last_used_at", "last_error"])
     if result.disable_integration:
         integration.disable(f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M} UTC")

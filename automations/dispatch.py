@@ -44,7 +44,7 @@ def nudge(kind, force=False):
     free = Q() if force else Q(queued_at__isnull=True) | Q(queued_at__lt=now - NUDGE_LOST_AFTER)
     if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
         return False
-    async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}")
+    async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}", broker=broker())
     return True
 
 
@@ -60,13 +60,13 @@ def started(kind, token):
 
 
 def broker_idle():
-    return Conf.SYNC or _broker().queue_size() == 0
+    return Conf.SYNC or broker().queue_size() == 0
 
 
 _brokers = {}
 
 
-def _broker():
+def broker():
     """This process's broker connection, made once (get_broker connects anew on each call)."""
     return _brokers.get(os.getpid()) or _brokers.setdefault(os.getpid(), get_broker())
 

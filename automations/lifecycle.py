@@ -18,11 +18,13 @@ import logging
 import os
 import random
 import socket
+import threading
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -34,6 +36,21 @@ logger = logging.getLogger("tripline.delivery")
 CANDIDATES = 20  # due executions looked at per claim: racing workers move on to the next one
 RECOVER_BATCH = 200
 WORKER_LOST = "the worker stopped during this attempt; its outcome is unknown"
+
+
+_writer = threading.RLock()
+
+
+@contextmanager
+def writing():
+    """Around a write: SQLite has one writer at a time, and a connection that finds it taken
+    sleeps in steps of up to 100 ms before it looks again, so the delivery threads of a process
+    take turns here instead, without the sleeps. Other databases: nothing."""
+    if connection.vendor == "sqlite":
+        with _writer:
+            yield
+    else:
+        yield
 
 
 def due(now):
@@ -83,29 +100,79 @@ def due_exists():
     return Execution.objects.filter(due(timezone.now())).exists()
 
 
+def _due_ids(now, exclude, n):
+    candidates = Execution.objects.filter(due(now)).exclude(pk__in=exclude).order_by("next_attempt_at", "id")
+    return list(candidates.values_list("pk", flat=True)[:n])
+
+
 def claim(exclude=()):
     """Take the longest-waiting due execution (but none of `exclude`); None when nothing is due
-    (one query)."""
+    (one query). Racing workers move on to the next of CANDIDATES."""
     now = timezone.now()
-    candidates = Execution.objects.filter(due(now)).exclude(pk__in=exclude).order_by("next_attempt_at", "id")
-    for pk in candidates.values_list("pk", flat=True)[:CANDIDATES]:
-        fields = _claimed_fields(now)
-        if Execution.objects.filter(due(now), pk=pk).update(**fields):
-            try:
-                return load(pk)
-            except Exception as exc:  # e.g. its secrets cannot be decrypted: fail it visibly, never loop on it
-                logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
-                mine = Execution.objects.filter(pk=pk, lease_token=fields["lease_token"])
-                give_up(mine, f"could not be delivered: {type(exc).__name__}: {exc}")
-    return None
+    claimed = claim_due(_due_ids(now, exclude, CANDIDATES), now, limit=1)
+    return claimed[0] if claimed else None
+
+
+def claim_many(n, exclude=()):
+    """Take up to `n` of the longest-waiting due executions (but none of `exclude`) with one
+    update; [] when nothing is due (one query)."""
+    for _ in range(3):  # a racing worker took all those we looked at: look again
+        now = timezone.now()
+        pks = _due_ids(now, exclude, n)
+        if not pks:
+            return []
+        claimed = claim_due(pks, now)
+        if claimed:
+            return claimed
+    return []
+
+
+def claim_due(pks, now=None, limit=None):
+    """Take those of executions `pks` that are due, with one conditional update (at most `limit`
+    of them: one by one while racing workers take them first) and one query to load them: the
+    executions claimed. Claimed together, they share a lease token (`held` checks it with the
+    id)."""
+    now = now or timezone.now()
+    pks = list(pks)
+    fields = _claimed_fields(now)
+    with writing():
+        if limit is not None and limit < len(pks):
+            won = []
+            for pk in pks:
+                if len(won) >= limit:
+                    break
+                if Execution.objects.filter(due(now), pk=pk).update(**fields):
+                    won.append(pk)
+            if not won:
+                return []
+            pks = won
+        elif not Execution.objects.filter(due(now), pk__in=pks).update(**fields):
+            return []
+    mine = Execution.objects.filter(pk__in=pks, status=S.RUNNING, lease_token=fields["lease_token"])
+    try:
+        return list(load_many(mine))
+    except Exception:  # one of them cannot be loaded (e.g. its secrets cannot be decrypted): load them one by one
+        pass
+    claimed = []
+    for pk in mine.values_list("pk", flat=True):
+        try:
+            claimed.append(load(pk))
+        except Exception as exc:  # fail it visibly, never loop on it
+            logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
+            give_up(Execution.objects.filter(pk=pk, lease_token=fields["lease_token"]), f"could not be delivered: {type(exc).__name__}: {exc}")
+    return claimed
 
 
 def load(pk):
-    return Execution.objects.select_related(
+    return load_many(Execution.objects.all()).get(pk=pk)
+
+
+def load_many(queryset):
+    return queryset.order_by("next_attempt_at", "id").select_related(
         "automation__team", "automation__integration__access_token_secret", "automation__integration__secret",
         "automation__integration__token_secret", "event__version__collection__team", "event__version__collection__project",
         "event__version__collection__registry", "event__run__project__team", "event__project", "event__registry", "event__actor",
-    ).get(pk=pk)
+    )
 
 
 def initial(automation, now):
@@ -135,6 +202,7 @@ def held(execution):
     return Execution.objects.filter(pk=execution.pk, status=S.RUNNING, lease_token=execution.lease_token)
 
 
+@writing()
 @transaction.atomic
 def start_attempt(execution):
     """Record the attempt about to be sent, numbered and counted in one transaction; None when the
@@ -172,6 +240,7 @@ def after_failure(execution, retryable, retry_after=None, now=None):
 RELEASED = {"lease_until": None, "lease_token": "", "claimed_by": ""}
 
 
+@writing()
 @transaction.atomic
 def finish(execution, attempt, result, retry=True):
     """Record the attempt's outcome and decide what comes next, but only while this worker still

@@ -15,7 +15,7 @@ from events.models import Event
 from ops import metrics
 
 from . import dispatch, lifecycle
-from .delivery import deliver
+from .delivery import deliver_all
 from .matching import candidates, load_conditions, match, save_conditions
 from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus
 
@@ -25,7 +25,43 @@ LATE_BATCH = 50
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
-    async_task("automations.tasks.evaluate_event", event_id, task_name=f"evaluate-{event_id}")
+    # the process's broker connection: django-q2 would connect anew for each task (to Redis: a
+    # new TCP connection inside every API call that stores an event)
+    async_task("automations.tasks.evaluate_and_deliver", event_id, task_name=f"evaluate-{event_id}", broker=dispatch.broker())
+
+
+def evaluate_and_deliver(event_id):
+    """An event's task: evaluate it, then deliver the executions it created here and now (one
+    broker hop from event to webhook), each claimed through the lifecycle like any other, so the
+    delivery guarantees are those of `deliver_due`. What is left when the task's time is up goes
+    back to the broker as a `deliver` nudge; retries wait for their time in the database."""
+    created = evaluate_event(event_id)
+    if created:
+        deliver_now(created)
+    return created
+
+
+@metrics.delivery_task
+def deliver_now(pks):
+    """Claim and deliver these executions (each only if it is still due: another worker may
+    have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest.
+    Returns how many it delivered (counted as a delivery task)."""
+    pending = list(pks)
+    if len(pending) > 2 * settings.DELIVERY_THREADS and not Conf.SYNC:
+        dispatch.nudge("deliver")  # a fan-out: let an idle worker help
+
+    def claim(n):
+        while pending:
+            chunk, pending[:n] = pending[:n], []
+            claimed = lifecycle.claim_due(chunk)
+            if claimed:
+                return claimed
+        return []
+
+    delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
+    if out_of_time:
+        dispatch.nudge("deliver")
+    return len(delivered)
 
 
 @metrics.timed_evaluation
@@ -55,9 +91,7 @@ def evaluate_event(event_id):
                 to_deliver.append(execution.pk)
         save_conditions(conditions)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
-        if to_deliver:
-            transaction.on_commit(lambda: dispatch.nudge("deliver"))
-    return to_deliver
+    return to_deliver  # the caller delivers them (evaluate_and_deliver) or nudges a task that does
 
 
 def create_execution(automation, event, context):
@@ -72,24 +106,24 @@ def create_execution(automation, event, context):
 
 @metrics.delivery_task
 def deliver_due(token=""):
-    """A `deliver` nudge: claim and deliver due executions until none is left, or for BUDGET
-    seconds; then make way for other tasks (nudging again if work is left)."""
+    """A `deliver` nudge: claim and deliver due executions, several at a time (delivery.deliver_all),
+    until none is left, or for BUDGET seconds; then make way for other tasks (nudging again if
+    work is left)."""
     dispatch.started("deliver", token)
-    until = time.monotonic() + dispatch.BUDGET
-    helped = Conf.SYNC  # in sync mode (tests) this one task delivers everything
-    delivered = []
-    while time.monotonic() < until:
-        # each execution once: one failing at once (a retry due at once) waits for the next task
-        execution = lifecycle.claim(exclude=delivered)
-        if execution is None:
-            return len(delivered)
-        if not helped:
-            helped = True
+    # each execution once: one failing at once (a retry due at once) waits for the next task
+    claimed, helped = [], [Conf.SYNC]  # in sync mode (tests) this one task delivers everything
+
+    def claim(n):
+        executions = lifecycle.claim_many(n, exclude=claimed)
+        claimed.extend(e.pk for e in executions)
+        if executions and not helped[0]:
+            helped[0] = True
             if lifecycle.due_exists():
                 dispatch.nudge("deliver")  # more than one task's work: let an idle worker help
-        deliver(execution)
-        delivered.append(execution.pk)
-    if lifecycle.due_exists():
+        return executions
+
+    delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
+    if out_of_time and lifecycle.due_exists():
         dispatch.nudge("deliver")
     return len(delivered)
 
@@ -99,16 +133,19 @@ def evaluate_late(token=""):
     behind a deep queue: its task will then find the event evaluated, with one query)."""
     dispatch.started("evaluate", token)
     until = time.monotonic() + dispatch.BUDGET
-    last, evaluated = 0, 0
+    last, evaluated, deliver = 0, 0, False
     while time.monotonic() < until:
         ids = list(dispatch.late_events().filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:LATE_BATCH])
         if not ids:
             break
         for last in ids:
-            evaluate_event(last)
+            created = evaluate_event(last)
+            deliver = deliver or bool(created)
             evaluated += 1
             if time.monotonic() >= until:
                 break
+    if deliver:
+        dispatch.nudge("deliver")
     if evaluated:
         logger.warning("evaluated %d events whose evaluation was late", evaluated)
     if time.monotonic() >= until and dispatch.late_events().exists():

@@ -121,6 +121,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 
+# Keep a database connection per thread between requests and tasks (seconds; 0: a new one each
+# time): opening one costs PostgreSQL a process fork and a round trip on every API call. SQLite
+# opens a file, cheap: a new one each time, which also sees the file as it is now.
+_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if _sqlite else 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -178,6 +185,12 @@ SPECTACULAR_SETTINGS = {
 DELIVERY_LEASE_MARGIN = env.float("DELIVERY_LEASE_MARGIN", default=10.0)
 if DELIVERY_LEASE_MARGIN <= 0:
     raise ImproperlyConfigured("DELIVERY_LEASE_MARGIN takes a number of seconds above 0")
+
+# Deliveries a task sends at once (threads in the worker's task process, each with its own
+# keep-alive connections): a slow receiver holds one of them, never the rest.
+DELIVERY_THREADS = env.int("DELIVERY_THREADS", default=16)
+if DELIVERY_THREADS < 1:
+    raise ImproperlyConfigured("DELIVERY_THREADS takes a whole number of at least 1")
 
 REDIS_URL = env.str("REDIS_URL", default="")
 # A task is one evaluation, or a delivery task that stops claiming after 10 s and whose last

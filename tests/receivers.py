@@ -98,3 +98,54 @@ class FakeSlack(Receiver):
                 body["blocks"] = json.loads(body["blocks"])
             out.append({"token": r["headers"].get("Authorization", ""), "path": r["path"], **body})
         return out
+
+
+class CountingReceiver:
+    """A fast webhook receiver (HTTP/1.1, keep-alive, 200 after `delay` seconds) that counts
+    requests by webhook-id and notes every request that arrived while another with the same
+    webhook-id was still being answered: a delivery sent twice at the same time."""
+
+    def __init__(self, delay=0.0):
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.by_id, self.in_flight, self.overlaps = {}, {}, []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                delivery = self.headers.get("webhook-id", "")
+                with receiver.lock:
+                    receiver.by_id[delivery] = receiver.by_id.get(delivery, 0) + 1
+                    if receiver.in_flight.get(delivery):
+                        receiver.overlaps.append(delivery)
+                    receiver.in_flight[delivery] = receiver.in_flight.get(delivery, 0) + 1
+                try:
+                    time.sleep(receiver.delay)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                finally:
+                    with receiver.lock:
+                        receiver.in_flight[delivery] -= 1
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 1024
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def received(self):
+        """(requests, distinct webhook-ids)."""
+        with self.lock:
+            return sum(self.by_id.values()), len(self.by_id)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -93,3 +93,91 @@ def test_a_receiver_silent_past_the_deadline_fails_the_attempt_and_is_retried(te
     [execution] = fired(automation)
     assert execution.status == "pending" and "Timeout" in execution.error
     assert execution.attempts.get().duration_ms <= DEADLINE * 1000 + 200
+
+
+class KeepAliveReceiver:
+    """HTTP/1.1 on loopback: answers `body` (length-delimited, or chunked) and notes the client
+    address (so the connection) of each request."""
+
+    def __init__(self, body=b"ok", chunked=False):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.clients = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.clients.append(self.client_address)
+                self.send_response(200)
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+                else:
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_sends_from_one_thread_reuse_the_connection_to_a_receiver(settings, chunked):
+    from actions import http
+
+    settings.WEBHOOK_TIMEOUT = (0.5, 1)
+    receiver = KeepAliveReceiver(b"ok", chunked=chunked)
+    try:
+        answers = [http.post(receiver.url, b"{}", {"Content-Type": "application/json"}) for _ in range(5)]
+        assert [(a.status_code, bytes(a.content)) for a in answers] == [(200, b"ok")] * 5
+        assert len(receiver.clients) == 5 and len(set(receiver.clients)) == 1  # one connection, kept alive
+        other = []
+        thread = threading.Thread(target=lambda: other.append(http.post(receiver.url, b"{}", {})))
+        thread.start()
+        thread.join()
+        assert other[0].status_code == 200 and len(set(receiver.clients)) == 2  # another thread, its own connection
+    finally:
+        receiver.close()
+
+
+def test_a_connection_whose_answer_was_cut_at_the_byte_limit_is_not_reused(settings):
+    from actions import http
+
+    settings.WEBHOOK_TIMEOUT = (0.5, 1)
+    receiver = KeepAliveReceiver(b"x" * (RESPONSE_READ_LIMIT + 10_000))
+    try:
+        for _ in range(3):
+            answer = http.post(receiver.url, b"{}", {})
+            assert answer.truncated and len(answer.content) == RESPONSE_READ_LIMIT
+        assert len(set(receiver.clients)) == 3  # the rest of each answer was never read: its connection was closed
+    finally:
+        receiver.close()
+
+
+def test_a_changed_address_policy_takes_effect_on_a_kept_connection(settings):
+    from actions import http
+    from requests_hardened.ip_filter import InvalidIPAddress
+
+    settings.WEBHOOK_TIMEOUT = (0.5, 1)
+    receiver = KeepAliveReceiver()
+    try:
+        assert http.post(receiver.url, b"{}", {}).status_code == 200
+        settings.WEBHOOK_ALLOW_PRIVATE_IPS = False
+        with pytest.raises(InvalidIPAddress):
+            http.post(receiver.url, b"{}", {})  # not through the connection kept from before
+        assert len(receiver.clients) == 1
+    finally:
+        receiver.close()

@@ -54,21 +54,26 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     adapt = connection.ops.adapt_datetimefield_value
     _insert_points([(run.pk, key, step, value, raw, adapt(ts)) for _, key, step, value, raw, ts in points])
 
-    # Lock the run's metric records so that concurrent batches for one run add up.
-    existing = {m.key: m for m in RunMetric.objects.select_for_update().filter(run=run, key__in=list(latest))}
-    to_create, to_update = [], []
+    # Lock the run's metric records so that concurrent batches for one run add up. A metric new
+    # to the run gets its record first (count 0; a concurrent first batch may create it first:
+    # then that one is kept, and waited for), then is locked and added to like the others.
+    records = RunMetric.objects.select_for_update().filter(run=run)
+    existing = {m.key: m for m in records.filter(key__in=list(latest))}
+    missing = [key for key in latest if key not in existing]
+    if missing:
+        RunMetric.objects.bulk_create([
+            RunMetric(run=run, key=key, last_step=latest[key][0], last_value=latest[key][1], last_raw=latest[key][2], count=0, updated_at=now)
+            for key in missing
+        ], ignore_conflicts=True)
+        existing.update({m.key: m for m in records.filter(key__in=missing)})
+    to_update = []
     for key, (step, value, raw, count) in latest.items():
-        record = existing.get(key)
-        if record is None:
-            to_create.append(RunMetric(run=run, key=key, last_step=step, last_value=value, last_raw=raw, count=count, updated_at=now))
-            continue
+        record = existing[key]
         record.count += count
         record.updated_at = now
         if step >= record.last_step:
             record.last_step, record.last_value, record.last_raw = step, value, raw
         to_update.append(record)
-    if to_create:
-        RunMetric.objects.bulk_create(to_create)
     if to_update:
         RunMetric.objects.bulk_update(to_update, ["count", "updated_at", "last_step", "last_value", "last_raw"])
 
