@@ -6,10 +6,12 @@ class AutomationsConfig(AppConfig):
 
     def ready(self):
         from events.signals import event_committed
-        from tracking.pages import THRESHOLD_PROVIDERS
+        from tracking.pages import FIRING_PROVIDERS, THRESHOLD_PROVIDERS
 
+        from .chart_marks import firings_for_run
         from .pages import thresholds_for_run
         from .tasks import enqueue_evaluation
 
         event_committed.connect(enqueue_evaluation, dispatch_uid="automations.evaluate")
         THRESHOLD_PROVIDERS.append(thresholds_for_run)
+        FIRING_PROVIDERS.append(firings_for_run)

@@ -3,6 +3,7 @@
 import json
 
 from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, Value
 from django.utils import timezone
 
 from .models import MetricPoint, Run, RunMetric, finite_number, logged_value
@@ -201,3 +202,48 @@ def _downsample(points, low, samples):
                 best[2] = point
     chosen = {best[role] for best in kept.values() for role in roles}
     return [(step, value, raw) for step, _, value, raw in sorted(chosen)]
+
+
+def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000):
+    """One metric's finite values over [min_step, max_step] for a chart, as three parallel lists
+    `{"step", "time", "value", "total", "downsampled"}` (time in epoch seconds).
+
+    With at most `samples` points in the range they all come back, exactly (the full resolution
+    of a zoomed range). With more, the range is cut into `samples // 2` buckets of equal step
+    width and each bucket gives two points, its minimum and its maximum, so spikes survive: the
+    minimum is drawn at the bucket's first step and time, the maximum at its last (a bucket is
+    about a pixel wide). Both are aggregated in the database, two queries whatever the length of
+    the history (a million points are never read into Python)."""
+    points = MetricPoint.objects.filter(run=run, key=key, value__isnull=False)
+    if min_step is not None:
+        points = points.filter(step__gte=min_step)
+    if max_step is not None:
+        points = points.filter(step__lte=max_step)
+    span = points.aggregate(low=Min("step"), high=Max("step"), total=Count("id"))
+    low, high, total = span["low"], span["high"], span["total"]
+    steps, times, values = [], [], []
+    if not total:
+        return {"step": steps, "time": times, "value": values, "total": 0, "downsampled": False}
+    if total <= samples:
+        for step, ts, value in points.order_by("step", "id").values_list("step", "timestamp", "value"):
+            steps.append(step)
+            times.append(ts.timestamp())
+            values.append(value)
+        return {"step": steps, "time": times, "value": values, "total": total, "downsampled": False}
+    buckets = max(1, samples // 2)
+    width = (high - low + buckets) // buckets  # ceil((high - low + 1) / buckets)
+    grouped = (
+        points.annotate(bucket=(F("step") - Value(low)) / Value(width))
+        .values("bucket")
+        .annotate(lo=Min("value"), hi=Max("value"), s0=Min("step"), s1=Max("step"), t0=Min("timestamp"), t1=Max("timestamp"))
+        .order_by("bucket")
+    )
+    for row in grouped:
+        steps.append(row["s0"])
+        times.append(row["t0"].timestamp())
+        values.append(row["lo"])
+        if row["s1"] != row["s0"]:
+            steps.append(row["s1"])
+            times.append(row["t1"].timestamp())
+            values.append(row["hi"])
+    return {"step": steps, "time": times, "value": values, "total": total, "downsampled": True}
