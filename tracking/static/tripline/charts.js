@@ -156,6 +156,8 @@
 
   function refetch(chart, min, max) {
     if (min == null || max == null) return;
+    var xs = chart.plot.data[0];
+    if (!xs.length || (min <= xs[0] && max >= xs[xs.length - 1] && chart.series.every(function (s) { return s.current === s.full; }))) return;
     var samples = Math.max(2, Math.min(10000, Math.round(chart.plot.bbox.width / (devicePixelRatio || 1)) * 2));
     var seq = ++chart.seq;
     var wanted = chart.series.map(function (s) {
