@@ -133,5 +133,6 @@ def test_the_run_page_charts_the_whole_history_downsampled_in_the_database(clien
     with CaptureQueriesContext(connection) as captured:
         page = client.get("/acme/projects/vision/runs/long/").content.decode()
     history_reads = [q["sql"] for q in captured if "tracking_metricpoint" in q["sql"]]
-    assert len(history_reads) == 2 and "GROUP BY" in history_reads[1]  # the span, then each bucket's min and max
+    # the first 2,001 points (more than fit), the last step, then each bucket's min and max
+    assert len(history_reads) == 3 and "LIMIT 2001" in history_reads[0] and "GROUP BY" in history_reads[2]
     assert "step 0–2499" in page and "2500 points, drawn as each bucket's min and max" in page
