@@ -260,3 +260,20 @@ def test_the_run_page_marks_where_automations_fired_linking_to_the_execution(cli
     assert '"firings": [{"step": 40, "value": 0.0243, "label": "loss under 0.05"' in page
     assert "at step 7" not in page  # another run's firing
     assert '"thresholds": [{"value": 0.05, "label": "loss under 0.05"}]' in page
+
+
+def test_a_reopened_run_page_reads_the_history_again_only_once_it_has_grown(client, project, bob):
+    run = Run.objects.create(project=project, run_id="long", name="long run")
+    log_history(run, [{"step": i, "metrics": {"loss": float(i % 10)}} for i in range(3000)])
+    sign_in(client, bob.username)
+
+    def history_reads():
+        with CaptureQueriesContext(connection) as captured:
+            page = client.get(PROJECT + "runs/long/").content.decode()
+        return len([q for q in captured if "tracking_metricpoint" in q["sql"]]), page
+
+    assert history_reads()[0] == 3
+    assert history_reads()[0] == 0  # the same history: from the cache
+    log_history(run, [{"step": 3000, "metrics": {"loss": 123.0}}])
+    reads, page = history_reads()
+    assert reads == 3 and "123.0" in page  # grown: read again, with the new point

@@ -1,6 +1,9 @@
 """Server-rendered pages for team members: readable without JavaScript."""
 
+import hashlib
+
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,6 +19,7 @@ from .runs_table import BadQuery, RunsView, runs_page
 CHART_SAMPLES = 2000
 MAX_CHART_SAMPLES = 10_000
 MAX_COMPARED = 20
+CHART_CACHE_SECONDS = 3600
 CHART_W, CHART_H, PAD = 560, 180, 28
 
 
@@ -130,8 +134,23 @@ def _run_of(request, team, project, run):
     return team, project, get_object_or_404(project.runs.select_related("user"), run_id=run)
 
 
-def _series(team, project, run, key, samples=CHART_SAMPLES, min_step=None, max_step=None):
-    data = read_chart(run, key, min_step=min_step, max_step=max_step, samples=samples)
+def _whole_history(run, metric):
+    """`read_chart` of a metric's whole history, kept in the cache until the metric grows (its
+    count or last step changes): reopening a long finished run does not read it again."""
+    digest = hashlib.sha256(metric.key.encode()).hexdigest()[:32]
+    key = f"tripline:chart:{run.pk}:{run.created_at.timestamp()}:{digest}:{metric.count}:{metric.last_step}:{CHART_SAMPLES}"
+    data = cache.get(key)
+    if data is None:
+        data = read_chart(run, metric.key, samples=CHART_SAMPLES)
+        cache.set(key, data, CHART_CACHE_SECONDS)
+    return data
+
+
+def _series(team, project, run, key, samples=CHART_SAMPLES, min_step=None, max_step=None, metric=None):
+    if metric is not None and samples == CHART_SAMPLES and min_step is None and max_step is None:
+        data = _whole_history(run, metric)
+    else:
+        data = read_chart(run, key, min_step=min_step, max_step=max_step, samples=samples)
     return {"run": run.run_id, "label": run.name, "url": reverse("run_chart", args=[team.name, project.name, run.run_id]), **data}
 
 
@@ -143,7 +162,7 @@ def run_page(request, team, project, run):
     fired = firings_for(run)
     charts = []
     for m in metrics:
-        series = _series(team, project, run, m.key)
+        series = _series(team, project, run, m.key, metric=m)
         charts.append({
             "key": m.key, "metric": m, "series": [series],
             "chart": line_chart(list(zip(series["step"], series["value"])), watch.get(m.key, ())),
@@ -191,7 +210,7 @@ def compare_page(request, team, project):
     keys = sorted({m.key for run in runs for m in run.metrics.all()})
     charts = []
     for key in keys:
-        series = [_series(team, project, run, key) for run in runs if any(m.key == key for m in run.metrics.all())]
+        series = [_series(team, project, run, key, metric=m) for run in runs for m in run.metrics.all() if m.key == key]
         charts.append({"key": key, "series": series, "drawable": any(s["step"] for s in series), "spec": {"key": key, "series": series, "thresholds": [], "firings": []}})
     return render(request, "tripline/compare.html", {"team": team, "project": project, "runs": runs, "charts": charts, "ids": ",".join(ids)})
 

@@ -13,7 +13,7 @@ from .results import record
 
 pytestmark = [pytest.mark.bench, pytest.mark.browser]
 
-LOADS = 5
+LOADS = 6
 SEED = """
 import math
 from tracking.history import log_history
@@ -66,8 +66,11 @@ def test_a_million_point_run_renders_its_charts(bench_server, chromium):
     figures = {}
     for run_id in ["thousand", "million"] * LOADS:  # interleaved: the machine's load falls on both
         figures.setdefault(run_id, []).append(time_to_charts(chromium, f"{server.url}/acme/projects/charts/runs/{run_id}/"))
-    big, small = (statistics.median(d for d, _ in figures[k]) for k in ("million", "thousand"))
-    big_page, small_page = (statistics.median(r for _, r in figures[k]) for k in ("million", "thousand"))
-    record("11", "run page in Chromium, navigation → charts drawn: 1,000,000 points vs 1,000 (median of 5)",
-           f"{small:,.0f} ms (page {small_page:,.0f} ms)", f"{big:,.0f} ms (page {big_page:,.0f} ms)", "< 1,000 ms",
-           ratio=big / small, met=big < 1000, loads={k: v for k, v in figures.items()})
+    # The first open reads and downsamples the history; the server keeps the result until the
+    # metric grows, so the next opens (in whichever of gunicorn's two workers) mostly draw from it.
+    for row, label, pick in [("11a", "first open", lambda loads: loads[:1]), ("11b", f"reopened (median of {LOADS - 1})", lambda loads: loads[1:])]:
+        big, small = (statistics.median(d for d, _ in pick(figures[k])) for k in ("million", "thousand"))
+        big_page, small_page = (statistics.median(r for _, r in pick(figures[k])) for k in ("million", "thousand"))
+        record(row, f"run page in Chromium, navigation → charts drawn, {label}: 1,000,000 points vs 1,000",
+               f"{small:,.0f} ms (last byte {small_page:,.0f} ms)", f"{big:,.0f} ms (last byte {big_page:,.0f} ms)", "< 1,000 ms",
+               ratio=big / small, met=big < 1000, loads=figures)
