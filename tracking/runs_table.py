@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Case, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, When
+from django.db.models import BooleanField, Case, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, When
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Now
 
-from .models import RunMetric, RunState
+from .models import Run, RunMetric, RunState
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -132,12 +132,13 @@ def _alias(kind, index):
     return f"{kind}_{index}"
 
 
-def _has_tag(tag):
+def _with_tag(runs, tag):
     if connection.vendor == "postgresql":
-        return Q(tags__contains=[tag])
-    # SQLite (and others with JSON1) have no JSON containment: look through the array.
-    table = connection.ops.quote_name("tracking_run")
-    return Q(pk__in=RawSQL(f"SELECT {table}.id FROM {table}, json_each({table}.tags) WHERE json_each.value = %s", [tag]))
+        return runs.filter(tags__contains=[tag])
+    # SQLite has no JSON containment: look through each run's own tags (only the project's runs).
+    table = connection.ops.quote_name(Run._meta.db_table)
+    tagged = RawSQL(f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)", [tag], output_field=BooleanField())
+    return runs.alias(tagged=tagged).filter(tagged=True)
 
 
 def runs_page(project, view):
@@ -164,7 +165,7 @@ def runs_page(project, view):
     if view.name:
         runs = runs.filter(Q(name__icontains=view.name) | Q(run_id__icontains=view.name))
     if view.tag:
-        runs = runs.filter(_has_tag(view.tag))
+        runs = _with_tag(runs, view.tag)
     column = order_fields[view.sort.lstrip("-")]
     ordering = F(column).desc(nulls_last=True) if view.sort.startswith("-") else F(column).asc(nulls_last=True)
     runs = runs.order_by(ordering, "-id")
