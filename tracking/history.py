@@ -240,7 +240,7 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000):
         .order_by("bucket")
     )
     steps, times, values, total = [], [], [], 0
-    for row in grouped:
+    for row in _hash_grouped(grouped):
         if row["lo"] is None:
             continue
         total += row["n"]
@@ -253,3 +253,18 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000):
             times.append(t0)
             values.append(row["hi"])
     return {"step": steps, "time": times, "value": values, "total": total, "downsampled": True}
+
+
+def _hash_grouped(grouped):
+    """The rows of a GROUP BY over a computed bucket. PostgreSQL cannot estimate how many buckets
+    there are, guesses one per row and sorts a million rows on disk to group them (1.0–1.7 s);
+    told not to sort, it hashes the ~1,000 buckets instead (0.5 s). Only for this query: the
+    setting is put back before the transaction goes on."""
+    if connection.vendor != "postgresql":
+        return list(grouped)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_sort', 'off', true)")
+        try:
+            return list(grouped)
+        finally:
+            cursor.execute("SELECT set_config('enable_sort', 'on', true)")
