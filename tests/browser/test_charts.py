@@ -104,6 +104,40 @@ def test_a_100000_point_run_charts_hovers_zooms_and_resets(live, chromium, chart
     chromium.save_screenshot(str(DOCS / "run-charts.png"))
 
 
+FIRED = """
+from automations.models import Automation, Execution
+from events.models import Event
+from tracking.models import Run
+run = Run.objects.get(run_id="big", project__name="charts")
+automation = Automation.objects.get(name="loss under 0.05")
+event = Event.objects.create(team=automation.team, type="RUN_HISTORY", project=run.project, run=run,
+                             facts={"keys": ["loss"], "first_step": 89000, "last_step": 90000})
+execution = Execution.objects.create(automation=automation, event=event, context={"metric_value": 0.0111}, status="succeeded")
+print("EXECUTION", execution.pk)
+"""
+
+
+def test_where_an_automation_fired_is_marked_and_opens_the_execution(live, chromium, charts_project):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    execution = int(live.manage("shell", "-c", FIRED).stdout.split("EXECUTION", 1)[1])
+    sign_in(chromium, live, "bob", path="/acme/projects/charts/runs/big/")
+    wait(chromium, lambda b: b.execute_script("return document.body.dataset.chartsDrawn") == "1")
+    figure = chromium.find_element(By.CSS_SELECTOR, 'figure[data-metric="loss"]')
+    assert figure.find_element(By.CSS_SELECTOR, "a.firing").text == "loss under 0.05 at step 90000"
+    over = figure.find_element(By.CSS_SELECTOR, ".u-over")
+    # the mark's place on the plot, from the chart's own scales
+    left, top = chromium.execute_script("const u = arguments[0].uplot; return [u.valToPos(90000, 'x'), u.valToPos(0.0111, 'y')]", figure)
+    size = over.size  # (a loss near its lowest sits on the plot's bottom edge: point just inside it)
+    at = (round(left - size["width"] / 2), round(min(top, size["height"] - 4) - size["height"] / 2))
+    ActionChains(chromium).move_to_element_with_offset(over, *at).perform()
+    readout = figure.find_element(By.CSS_SELECTOR, ".readout")
+    wait(chromium, lambda b: "fired: loss under 0.05" in readout.text)
+    ActionChains(chromium).move_to_element_with_offset(over, *at).click().perform()
+    wait(chromium, lambda b: b.current_url == f"{live.url}/acme/executions/{execution}/")
+
+
 def test_two_runs_are_compared_from_the_table(live, chromium, charts_project):
     from selenium.webdriver.common.by import By
 
