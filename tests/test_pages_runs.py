@@ -205,6 +205,9 @@ def test_read_chart_returns_every_point_up_to_samples_then_min_and_max_per_bucke
     assert not zoomed["downsampled"] and zoomed["step"] == list(range(4300, 4400))
     assert zoomed["value"][21] == 99.0 and zoomed["time"][21] == pytest.approx(start.timestamp() + 4321)
     assert read_chart(run, "loss", min_step=20_000)["total"] == 0
+    by_step = read_chart(run, "loss", samples=200, times=False)  # what the page embeds
+    assert by_step["time"] is None and by_step["step"] == whole["step"] and by_step["value"] == whole["value"]
+    assert read_chart(run, "loss", min_step=4300, max_step=4399, samples=200, times=False)["time"] == zoomed["time"]  # cheap there
 
 
 def test_the_chart_json_refetches_a_range_at_full_resolution(client, project, bob):
@@ -213,6 +216,7 @@ def test_the_chart_json_refetches_a_range_at_full_resolution(client, project, bo
     sign_in(client, bob.username)
     whole = client.get(PROJECT + "runs/r1/chart/", {"key": "loss", "samples": 100}).json()
     assert whole["downsampled"] and len(whole["step"]) <= 100 and whole["total"] == 3000
+    assert len(whole["time"]) == len(whole["step"])  # the time x-axis asks here for its times
     part = client.get(PROJECT + "runs/r1/chart/", {"key": "loss", "samples": 100, "min_step": 1000, "max_step": 1049}).json()
     assert part["step"] == list(range(1000, 1050)) and part["value"] == [float(i % 7) for i in range(1000, 1050)]
     assert part["run"] == "r1" and part["url"] == PROJECT + "runs/r1/chart/"

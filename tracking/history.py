@@ -204,10 +204,11 @@ def _downsample(points, low, samples):
     return [(step, value, raw) for step, _, value, raw in sorted(chosen)]
 
 
-def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000):
+def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=True):
     """One metric's finite values over [min_step, max_step] for a chart, as three parallel lists
     `{"step", "time", "value", "total", "downsampled"}` (time in epoch seconds; `total` counts
-    the finite values in the range).
+    the finite values in the range). With `times` False a downsampled answer has `time` None:
+    the buckets' times cost a fifth of the pass, and charts by step do not need them.
 
     With at most `samples` points in the range they all come back, exactly (the full resolution
     of a zoomed range): one query, reading at most `samples + 1` rows. With more, the range is
@@ -236,23 +237,23 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000):
         points.filter(step__gte=low, step__lte=high)
         .annotate(bucket=(F("step") - Value(low)) / Value(width))
         .values("bucket")
-        .annotate(lo=Min("value"), hi=Max("value"), s0=Min("step"), s1=Max("step"), t0=Min("timestamp"), n=Count("value"))
+        .annotate(lo=Min("value"), hi=Max("value"), s0=Min("step"), s1=Max("step"), n=Count("value"), **({"t0": Min("timestamp")} if times else {}))
         .order_by("bucket")
     )
-    steps, times, values, total = [], [], [], 0
+    steps, stamps, values, total = [], [], [], 0
     for row in _hash_grouped(grouped):
         if row["lo"] is None:
             continue
         total += row["n"]
-        t0 = row["t0"].timestamp()
+        t0 = row["t0"].timestamp() if times else None
         steps.append(row["s0"])
-        times.append(t0)
+        stamps.append(t0)
         values.append(row["lo"])
         if row["s1"] != row["s0"]:
             steps.append(row["s1"])
-            times.append(t0)
+            stamps.append(t0)
             values.append(row["hi"])
-    return {"step": steps, "time": times, "value": values, "total": total, "downsampled": True}
+    return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
 
 
 def _hash_grouped(grouped):

@@ -141,7 +141,7 @@ def _whole_history(run, metric):
     key = f"tripline:chart:{run.pk}:{run.created_at.timestamp()}:{digest}:{metric.count}:{metric.last_step}:{CHART_SAMPLES}"
     data = cache.get(key)
     if data is None:
-        data = read_chart(run, metric.key, samples=CHART_SAMPLES)
+        data = read_chart(run, metric.key, samples=CHART_SAMPLES, times=False)  # fetched when the x-axis is time
         cache.set(key, data, CHART_CACHE_SECONDS)
     return data
 
@@ -166,7 +166,7 @@ def run_page(request, team, project, run):
         charts.append({
             "key": m.key, "metric": m, "series": [series],
             "chart": line_chart(list(zip(series["step"], series["value"])), watch.get(m.key, ())),
-            "spec": {"key": m.key, "series": [series], "thresholds": [{"value": t, "label": label} for t, label in watch.get(m.key, ())],
+            "spec": {"key": m.key, "samples": CHART_SAMPLES, "series": [series], "thresholds": [{"value": t, "label": label} for t, label in watch.get(m.key, ())],
                      "firings": fired.get(m.key, [])},
             "firings": fired.get(m.key, []), "drawable": bool(series["step"]),
         })
@@ -211,7 +211,7 @@ def compare_page(request, team, project):
     charts = []
     for key in keys:
         series = [_series(team, project, run, key, metric=m) for run in runs for m in run.metrics.all() if m.key == key]
-        charts.append({"key": key, "series": series, "drawable": any(s["step"] for s in series), "spec": {"key": key, "series": series, "thresholds": [], "firings": []}})
+        charts.append({"key": key, "series": series, "drawable": any(s["step"] for s in series), "spec": {"key": key, "samples": CHART_SAMPLES, "series": series, "thresholds": [], "firings": []}})
     return render(request, "tripline/compare.html", {"team": team, "project": project, "runs": runs, "charts": charts, "ids": ",".join(ids)})
 
 

@@ -2,6 +2,7 @@
 as a person would: signed in on the form, hovering, dragging to zoom, ticking runs to compare,
 clicking headings to sort and filling in the filter. The screenshots in docs/ come from here."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,10 +89,17 @@ def test_a_100000_point_run_charts_hovers_zooms_and_resets(live, chromium, chart
     # log scale, relative time and smoothing redraw the chart, and the readout follows
     chromium.find_element(By.NAME, "log").click()
     Select(chromium.find_element(By.NAME, "x")).select_by_value("relative")
-    over = figure.find_element(By.CSS_SELECTOR, ".u-over")  # a new plot
+    wait(chromium, lambda b: figure.get_attribute("data-x") == "relative")  # times fetched, a new plot drawn
+    over = figure.find_element(By.CSS_SELECTOR, ".u-over")
     ActionChains(chromium).move_to_element_with_offset(over, 0, 0).perform()
     wait(chromium, lambda b: readout.text.startswith("relative time "))
+    assert re.match(r"relative time (\d+h\d\dm|\d+m\d\ds|[\d.]+s) · loss ", readout.text), readout.text  # since the first point
+    Select(chromium.find_element(By.NAME, "x")).select_by_value("time")
+    wait(chromium, lambda b: figure.get_attribute("data-x") == "time")
+    ActionChains(chromium).move_to_element_with_offset(figure.find_element(By.CSS_SELECTOR, ".u-over"), 0, 0).perform()
+    wait(chromium, lambda b: readout.text.startswith("time (UTC) 20"))
     Select(chromium.find_element(By.NAME, "x")).select_by_value("step")
+    wait(chromium, lambda b: figure.get_attribute("data-x") == "step")
     chromium.find_element(By.NAME, "log").click()
     chromium.execute_script("const s = document.querySelector('input[name=smooth]'); s.value = '0.9';"
                             "s.dispatchEvent(new Event('input', {bubbles: true}))")

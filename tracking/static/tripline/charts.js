@@ -191,6 +191,18 @@
     });
   }
 
+  // The page's downsampled whole history comes without times (charts by step do not need them):
+  // a time x-axis fetches them once.
+  function withTimes(chart) {
+    return Promise.all(chart.series.map(function (s) {
+      if (s.full.time) return null;
+      var url = s.url + "?key=" + encodeURIComponent(chart.spec.key) + "&samples=" + chart.spec.samples;
+      return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then(function (data) { s.full = data; s.current = data; });
+    }));
+  }
+
   function reset(chart) {
     chart.seq++;
     chart.series.forEach(function (s) { s.current = s.full; });
@@ -228,6 +240,7 @@
     };
     chart.plot = new uPlot(opts, aligned(chart), chart.figure.querySelector(".plot"));
     chart.figure.uplot = chart.plot;  // for whoever scripts the page (the browser tests)
+    chart.figure.dataset.x = settings.x;
     chart.figure.classList.add("drawn");
   }
 
@@ -255,9 +268,16 @@
   if (controls) {
     controls.hidden = false;
     controls.addEventListener("change", function (e) {
-      settings.x = controls.elements.x.value;
-      settings.log = controls.elements.log.checked;
-      if (e.target.name === "x" || e.target.name === "log") charts.forEach(function (c) { c.series.forEach(function (s) { s.current = s.full; }); c.seq++; build(c); });
+      if (e.target.name !== "x" && e.target.name !== "log") return;
+      var mode = controls.elements.x.value, log = controls.elements.log.checked;
+      Promise.all(charts.map(function (c) { return mode === "step" ? null : withTimes(c); })).then(function () {
+        settings.x = mode;
+        settings.log = log;
+        charts.forEach(function (c) { c.series.forEach(function (s) { s.current = s.full; }); c.seq++; build(c); });
+      }).catch(function (error) {
+        controls.elements.x.value = settings.x;
+        charts[0].figure.querySelector(".readout").textContent = "Could not load the times (" + error.message + ").";
+      });
     });
     controls.addEventListener("input", function (e) {
       if (e.target.name !== "smooth") return;
