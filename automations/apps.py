@@ -6,8 +6,9 @@ class AutomationsConfig(AppConfig):
 
     def ready(self):
         from events.signals import event_committed
-        from tracking.pages import THRESHOLD_PROVIDERS
+        from tracking.pages import FIRING_PROVIDERS, THRESHOLD_PROVIDERS
 
+        from .chart_marks import firings_for_run
         from .pages import thresholds_for_run
         from .tasks import enqueue_evaluation
 
@@ -19,3 +20,4 @@ class AutomationsConfig(AppConfig):
         for definition in event_types.REGISTRY.values():  # the variables only some event types provide
             VARIABLES.update(definition.variables)
         THRESHOLD_PROVIDERS.append(thresholds_for_run)
+        FIRING_PROVIDERS.append(firings_for_run)

@@ -3,6 +3,7 @@
 import json
 
 from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, Value
 from django.utils import timezone
 
 from .models import MetricPoint, Run, RunMetric, finite_number, logged_value
@@ -206,3 +207,70 @@ def _downsample(points, low, samples):
                 best[2] = point
     chosen = {best[role] for best in kept.values() for role in roles}
     return [(step, value, raw) for step, _, value, raw in sorted(chosen)]
+
+
+def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=True):
+    """One metric's finite values over [min_step, max_step] for a chart, as three parallel lists
+    `{"step", "time", "value", "total", "downsampled"}` (time in epoch seconds; `total` counts
+    the finite values in the range). With `times` False a downsampled answer has `time` None:
+    the buckets' times cost a fifth of the pass, and charts by step do not need them.
+
+    With at most `samples` points in the range they all come back, exactly (the full resolution
+    of a zoomed range): one query, reading at most `samples + 1` rows. With more, the range is
+    cut into `samples // 2` buckets of equal step width and each bucket gives two points, its
+    minimum and its maximum, so spikes survive: the minimum is drawn at the bucket's first step,
+    the maximum at its last (a bucket is about a pixel wide), both at the bucket's first time.
+    They are aggregated in the database in one pass over the range (a million points are never
+    read into Python); the range's ends come from the (run, key, step) index."""
+    points = MetricPoint.objects.filter(run=run, key=key)
+    if min_step is not None:
+        points = points.filter(step__gte=min_step)
+    if max_step is not None:
+        points = points.filter(step__lte=max_step)
+    head = list(points.filter(value__isnull=False).order_by("step", "id").values_list("step", "timestamp", "value")[: samples + 1])
+    if len(head) <= samples:
+        return {"step": [p[0] for p in head], "time": [p[1].timestamp() for p in head], "value": [p[2] for p in head],
+                "total": len(head), "downsampled": False}
+    low = head[0][0]
+    high = points.filter(value__isnull=False).order_by("-step").values_list("step", flat=True).first()
+    buckets = max(1, samples // 2)
+    width = (high - low + buckets) // buckets  # ceil((high - low + 1) / buckets)
+    # MIN and MAX skip NULLs (non-finite values): no filter on `value`, which measured 1.5× slower
+    # on SQLite. A bucket of non-finite values only gives no point; in a bucket mixing both, the
+    # first and last steps (and the first time) may be those of a non-finite value.
+    grouped = (
+        points.filter(step__gte=low, step__lte=high)
+        .annotate(bucket=(F("step") - Value(low)) / Value(width))
+        .values("bucket")
+        .annotate(lo=Min("value"), hi=Max("value"), s0=Min("step"), s1=Max("step"), n=Count("value"), **({"t0": Min("timestamp")} if times else {}))
+        .order_by("bucket")
+    )
+    steps, stamps, values, total = [], [], [], 0
+    for row in _hash_grouped(grouped):
+        if row["lo"] is None:
+            continue
+        total += row["n"]
+        t0 = row["t0"].timestamp() if times else None
+        steps.append(row["s0"])
+        stamps.append(t0)
+        values.append(row["lo"])
+        if row["s1"] != row["s0"]:
+            steps.append(row["s1"])
+            stamps.append(t0)
+            values.append(row["hi"])
+    return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
+
+
+def _hash_grouped(grouped):
+    """The rows of a GROUP BY over a computed bucket. PostgreSQL cannot estimate how many buckets
+    there are, guesses one per row and sorts a million rows on disk to group them (1.0–1.7 s);
+    told not to sort, it hashes the ~1,000 buckets instead (0.5 s). Only for this query: the
+    setting is put back before the transaction goes on."""
+    if connection.vendor != "postgresql":
+        return list(grouped)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_sort', 'off', true)")
+        try:
+            return list(grouped)
+        finally:
+            cursor.execute("SELECT set_config('enable_sort', 'on', true)")
