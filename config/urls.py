@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("actions.urls")),
     path("api/v1/", include("automations.urls")),
     path("mlflow/", include("mlflow_server.urls")),  # before the /<team>/ pages
+    path("", include("teams.pages_urls")),  # /accounts/: before the /<team>/ pages
     path("", include("tracking.pages_urls")),
     path("", include("automations.pages_urls")),
 ]
