@@ -8,8 +8,21 @@ from .api import send_test
 from .models import Integration, IntegrationKind
 
 
+KIND_FIELDS = {
+    IntegrationKind.WEBHOOK: ["url", "access_token_secret", "secret", "signing_key_status"],
+    IntegrationKind.SLACK: ["channel", "token_secret"],
+}
+
+
+def integration_field_map():
+    """{kind: the integration form's fields of that kind, "all": every kind-specific field}: the
+    admin form's script shows only the chosen kind's (Integration.clean checks the same)."""
+    return {"kinds": {str(k): v for k, v in KIND_FIELDS.items()}, "all": sorted({f for v in KIND_FIELDS.values() for f in v})}
+
+
 @admin.register(Integration)
 class IntegrationAdmin(TeamScopedAdmin):
+    change_form_template = "admin/actions/integration/change_form.html"
     view_role = edit_role = Role.ADMIN
     list_display = ["name", "kind", "team", "enabled", "last_used_at", "last_error"]
     list_filter = ["kind", "enabled", "team"]
@@ -38,6 +51,10 @@ class IntegrationAdmin(TeamScopedAdmin):
         if obj.previous_key_expires_at:
             note += f" The previous key also signs until {obj.previous_key_expires_at:%Y-%m-%d %H:%M} UTC."
         return note
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["field_map"] = integration_field_map()
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

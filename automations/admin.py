@@ -1,8 +1,13 @@
 import json
+from types import SimpleNamespace
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from actions.models import Integration
@@ -11,8 +16,8 @@ from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_i
 from tracking.models import ArtifactCollection
 
 from .api import redeliver, shown_request, test_automation
-from .context import sample_context_for
-from .models import ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
+from .context import sample_context_for, slack_message
+from .models import SCOPE_EVENTS, ActionType, Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
 from .spec import ACTION_FIELDS, AGGS, CMPS, DIRS, EVENT_FIELDS, RUN_STATES, SEVERITIES, SpecError, parse_action, parse_event, parse_scope
 
 SCOPE_FIELDS = {
@@ -25,6 +30,36 @@ SCOPE_FIELDS = {
 FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "metric", "window", "agg", "cmp", "threshold",
                       "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "run_user", "run_name_regex"]
 ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
+
+
+def form_field_map():
+    """Which fields of the automation form belong to each scope type, event type and action type,
+    and which event types each scope allows: the admin form's script shows only those (the one
+    source of this map; it is derived from automations.spec)."""
+    def event_fields(allowed):
+        names = [name for name in FILTER_FORM_FIELDS if name in allowed]
+        if "run_filter" in allowed:
+            names += ["run_user", "run_name_regex"]
+        return names
+
+    return {
+        "scope": {str(k): v for k, v in SCOPE_FIELDS.items()},
+        "event": {str(k): event_fields(v) for k, v in EVENT_FIELDS.items()},
+        "action": {str(k): [name for name in ACTION_FORM_FIELDS if name in v] for k, v in ACTION_FIELDS.items()},
+        "scope_events": {str(k): sorted(str(e) for e in v) for k, v in SCOPE_EVENTS.items()},
+        "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
+    }
+
+
+def preview_of(automation):
+    """What the automation's action would send for a sample event of its type, secrets masked:
+    {"kind": "payload" | "slack" | "none", "preview": …}."""
+    if automation.action_type == ActionType.WEBHOOK:
+        masks = {name: MASK for name in automation.integration.attached_secrets()} if automation.integration else {}
+        return {"kind": "payload", "preview": render(automation.action_config.get("payload", {}), sample_context_for(automation), masks)}
+    if automation.action_type == ActionType.SLACK:
+        return {"kind": "slack", "preview": slack_message(SimpleNamespace(automation=automation), sample_context_for(automation))}
+    return {"kind": "none", "preview": "A NO_OP action sends nothing."}
 
 
 def blank(choices):
@@ -197,22 +232,52 @@ class AutomationAdmin(TeamScopedAdmin):
     def last_status(self, obj):
         return obj.last_status or "—"
 
-    @admin.display(description="Payload preview (sample event, secrets masked)")
+    @admin.display(description="Preview (sample event, secrets masked)")
     def payload_preview(self, obj):
-        if not obj.pk or obj.action_type != ActionType.WEBHOOK:
-            return "Saved webhook automations show their payload rendered from a sample event here."
-        masks = {name: MASK for name in obj.integration.attached_secrets()} if obj.integration else {}
-        rendered = render(obj.action_config.get("payload", {}), sample_context_for(obj), masks)
-        return format_html("<pre>{}</pre>", json.dumps(rendered, indent=2, ensure_ascii=False))
+        """The saved automation's preview; the form's Preview button shows the one of the form as edited."""
+        shown = preview_of(obj) if obj.pk else {"kind": "none", "preview": "Press Preview to see what the action sends for a sample event."}
+        text = shown["preview"] if shown["kind"] == "none" else json.dumps(shown["preview"], indent=2, ensure_ascii=False)
+        return format_html('<pre id="action-preview">{}</pre>', text)
 
-    def render_change_form(self, request, context, *args, **kwargs):
-        context["field_map"] = {
-            "scope": {k: v for k, v in SCOPE_FIELDS.items()},
-            "event": {k: sorted(f.replace("run_filter", "run_user") for f in v) + (["run_name_regex"] if "run_filter" in v else []) for k, v in EVENT_FIELDS.items()},
-            "action": {k: sorted(v) for k, v in ACTION_FIELDS.items()},
-            "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
-        }
-        return super().render_change_form(request, context, *args, **kwargs)
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        context["field_map"] = form_field_map()
+        context["preview_url"] = reverse("admin:automations_automation_preview")
+        context["may_send_test"] = obj is not None and self.has_change_permission(request, obj)
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def get_urls(self):
+        return [
+            path("preview/", self.admin_site.admin_view(self.preview_view), name="automations_automation_preview"),
+            path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test_view), name="automations_automation_send_test"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request):
+        """POST the automation form as edited: its field errors, or what its action would send
+        for a sample event of its type (secrets masked). Nothing is saved."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        pk = request.POST.get("_pk") or ""
+        obj = get_object_or_404(self.get_queryset(request), pk=pk) if pk.isdigit() else None
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            raise PermissionDenied
+        form = self.get_form(request, obj)(request.POST, instance=obj)
+        if not form.is_valid():
+            return JsonResponse({"errors": {field: [str(e) for e in errors] for field, errors in form.errors.items()}}, status=400)
+        return JsonResponse(preview_of(form.save(commit=False)), json_dumps_params={"ensure_ascii": False})
+
+    def send_test_view(self, request, pk):
+        """Run the saved automation's action once with a sample event (members and admins)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        automation = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, automation):
+            raise PermissionDenied
+        execution = test_automation(automation, request.user)
+        level = messages.SUCCESS if execution.status == ExecutionStatus.SUCCEEDED else messages.ERROR
+        self.message_user(request, format_html('Test of {}: {}{}. <a href="{}">Open the execution</a>', automation.name, execution.status,
+                                               f" ({execution.error})" if execution.error else "", execution.get_absolute_url()), level)
+        return redirect(reverse("admin:automations_automation_change", args=[automation.pk]))
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -1,0 +1,138 @@
+"""The admin's automation form: the field map its script uses (one function, from spec.py), the
+preview of what the action sends for a sample event, "Send test" on a saved automation, the
+integration form's per-kind fields, and links between the admin and the pages."""
+
+import json
+import re
+
+import pytest
+
+from actions.admin import integration_field_map
+from automations.admin import form_field_map
+from automations.models import SCOPE_EVENTS, Automation, EventType, Execution
+from automations.spec import ACTION_FIELDS, EVENT_FIELDS
+
+from .engine import make_automation
+from .receivers import Receiver
+from .signin import csrf_token, signed_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T = "/api/v1/teams/acme"
+FORM = {"name": "hook", "description": "", "enabled": "on", "scope_type": "project", "event_type": "ADD_ARTIFACT_ALIAS",
+        "alias_regex": "^prod$", "action_type": "WEBHOOK", "title": "", "message": "", "severity": ""}
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_IPS = True
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def hook(team, project, api, alice, receiver):
+    api(alice).post(f"{T}/secrets/", {"name": "TOKEN", "value": "super-secret-value"}, format="json")
+    made = api(alice).post(f"{T}/integrations/", {"kind": "webhook", "name": "ci", "url": receiver.url + "/hook", "access_token_secret": "TOKEN"},
+                           format="json")
+    assert made.status_code == 201, made.content
+    return made.json()
+
+
+def page_map(html, element_id):
+    return json.loads(re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S).group(1))
+
+
+def test_the_field_map_comes_from_the_spec_and_is_rendered_into_the_form(team, project):
+    fmap = form_field_map()
+    assert set(fmap["event"]) == set(EventType.values) and set(fmap["action"]) == set(ACTION_FIELDS)
+    assert fmap["event"]["RUN_METRIC_THRESHOLD"] == ["metric", "window", "agg", "cmp", "threshold", "run_user", "run_name_regex"]
+    assert fmap["event"]["ADD_ARTIFACT_ALIAS"] == ["alias_regex"] and fmap["action"]["WEBHOOK"] == ["integration", "payload"]
+    for event_type, fields in fmap["event"].items():  # every field the spec takes has its form field, none more
+        spec = set(EVENT_FIELDS[event_type])
+        assert {f for f in fields if f not in ("run_user", "run_name_regex")} == spec - {"run_filter"}
+    assert fmap["scope_events"]["registry"] == sorted(SCOPE_EVENTS["registry"])
+    page = signed_in("bob").get("/admin/automations/automation/add/").content.decode()
+    assert page_map(page, "automation-field-map") == fmap
+    assert "tripline/automation_form.js" in page and 'id="send-test"' not in page  # nothing saved to test yet
+
+
+def test_the_preview_renders_the_form_as_edited_for_a_sample_event_with_secrets_masked(team, project, hook):
+    client = signed_in("bob")
+    form = client.get("/admin/automations/automation/add/")
+    data = {**FORM, "csrfmiddlewaretoken": csrf_token(form), "team": team.pk, "project": project.pk, "integration": hook["id"],
+            "payload": json.dumps({"version": "${artifact_version_string}", "token": "${TOKEN}", "by": "${event_author}"})}
+    answer = client.post("/admin/automations/automation/preview/", data)
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["kind"] == "payload" and body["preview"]["version"].startswith("acme/vision/") and body["preview"]["token"] == "********"
+    assert "super-secret-value" not in answer.content.decode()
+    assert not Automation.objects.exists()  # a preview saves nothing
+
+    bad = client.post("/admin/automations/automation/preview/", {**data, "payload": '{"a": "${nope}"}'})
+    assert bad.status_code == 400 and "Unknown variables: ${nope}" in " ".join(bad.json()["errors"]["payload"])
+    bad_json = client.post("/admin/automations/automation/preview/", {**data, "payload": "{oops"})
+    assert bad_json.status_code == 400 and "Not valid JSON" in bad_json.json()["errors"]["payload"][0]
+
+    slack = client.post("/admin/automations/automation/preview/", {**data, "action_type": "NO_OP"})
+    assert slack.json() == {"kind": "none", "preview": "A NO_OP action sends nothing."}
+    assert client.get("/admin/automations/automation/preview/").status_code == 405
+    viewer = signed_in("vic")
+    page = viewer.get("/admin/automations/automation/")
+    assert viewer.post("/admin/automations/automation/preview/", {**data, "csrfmiddlewaretoken": csrf_token(page)}).status_code == 403
+
+
+def test_the_preview_of_a_saved_automation_uses_its_scope(team, project, hook):
+    automation = make_automation(team, "saved", {"type": "project", "project": "vision"}, {"type": "RUN_STATE", "states": ["FAILED"]},
+                                 {"type": "WEBHOOK", "integration": hook["id"], "payload": {"run": "${run_name}", "state": "${run_state}"}})
+    client = signed_in("bob")
+    change = client.get(f"/admin/automations/automation/{automation.pk}/change/")
+    html = change.content.decode()
+    assert 'id="action-preview"' in html and "sample run" in html  # the saved one's, without JavaScript
+    data = {**FORM, "csrfmiddlewaretoken": csrf_token(change), "_pk": automation.pk, "event_type": "RUN_STATE", "states": ["FAILED"],
+            "project": project.pk, "integration": hook["id"], "payload": json.dumps({"state": "${run_state}", "p": "${project_name}"})}
+    answer = client.post("/admin/automations/automation/preview/", data)
+    assert answer.json()["preview"] == {"state": "failed", "p": "vision"}
+    assert Automation.objects.get(pk=automation.pk).action_config["payload"] == {"run": "${run_name}", "state": "${run_state}"}
+
+
+def test_send_test_runs_the_saved_action_once_for_members(team, project, hook, receiver):
+    automation = make_automation(team, "saved", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"},
+                                 {"type": "WEBHOOK", "integration": hook["id"], "payload": {"v": "${artifact_version_string}"}})
+    client = signed_in("bob")
+    change = client.get(f"/admin/automations/automation/{automation.pk}/change/")
+    assert 'id="send-test"' in change.content.decode()
+    done = client.post(f"/admin/automations/automation/{automation.pk}/send-test/", {"csrfmiddlewaretoken": csrf_token(change)}, follow=True)
+    execution = Execution.objects.get(automation=automation)
+    assert execution.is_test and execution.status == "succeeded"
+    assert f'Test of saved: succeeded. <a href="/acme/executions/{execution.pk}/">Open the execution</a>' in done.content.decode()
+    assert len(receiver.requests) == 1 and json.loads(receiver.requests[0]["body"])["v"].startswith("acme/vision/")
+    assert client.get(f"/admin/automations/automation/{automation.pk}/send-test/").status_code == 405
+
+    viewer = signed_in("vic")
+    view = viewer.get(f"/admin/automations/automation/{automation.pk}/change/")
+    assert view.status_code == 200 and 'id="send-test"' not in view.content.decode()
+    assert viewer.post(f"/admin/automations/automation/{automation.pk}/send-test/", {"csrfmiddlewaretoken": csrf_token(view)}).status_code == 403
+    assert signed_in("charlie").get(f"/admin/automations/automation/{automation.pk}/change/").status_code in (302, 403, 404)
+    assert Execution.objects.filter(automation=automation).count() == 1
+
+
+def test_the_integration_form_knows_the_fields_of_each_kind(team, hook):
+    fmap = integration_field_map()
+    assert fmap["kinds"]["slack"] == ["channel", "token_secret"] and "url" in fmap["kinds"]["webhook"]
+    page = signed_in("alice").get(f"/admin/actions/integration/{hook['id']}/change/").content.decode()
+    assert page_map(page, "integration-field-map") == fmap and "tripline/integration_form.js" in page
+    assert page_map(signed_in("alice").get("/admin/actions/integration/add/").content.decode(), "integration-field-map") == fmap
+
+
+def test_admin_change_pages_link_to_the_pages_and_back(team, project):
+    automation = make_automation(team, "linked", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+    bob = signed_in("bob")
+    change = bob.get(f"/admin/automations/automation/{automation.pk}/change/").content.decode()
+    assert "View on site" in change
+    on_site = bob.get(re.search(r'href="(/admin/r/[^"]+)"', change).group(1))
+    assert on_site.status_code == 302 and on_site.url.endswith(f"/acme/automations/{automation.pk}/")
+    assert f'href="/admin/automations/automation/{automation.pk}/change/"' in bob.get(f"/acme/automations/{automation.pk}/").content.decode()
+    viewer_page = signed_in("vic").get(f"/acme/automations/{automation.pk}/").content.decode()
+    assert "View in the admin" in viewer_page and "Edit in the admin" not in viewer_page
