@@ -136,3 +136,40 @@ def test_admin_change_pages_link_to_the_pages_and_back(team, project):
     assert f'href="/admin/automations/automation/{automation.pk}/change/"' in bob.get(f"/acme/automations/{automation.pk}/").content.decode()
     viewer_page = signed_in("vic").get(f"/acme/automations/{automation.pk}/").content.decode()
     assert "View in the admin" in viewer_page and "Edit in the admin" not in viewer_page
+
+
+def test_object_pages_link_to_the_admin_for_those_it_lets_in(team, project, registry):
+    from tracking.models import ArtifactCollection, create_version
+
+    collection = ArtifactCollection.objects.create(team=team, project=project, name="m", type="model")
+    version = create_version(collection)
+    pages = {"/acme/": f"/admin/teams/team/{team.pk}/change/", collection.get_absolute_url(): f"/admin/tracking/artifactcollection/{collection.pk}/change/",
+             version.get_absolute_url(): f"/admin/tracking/artifactversion/{version.pk}/change/",
+             registry.get_absolute_url(): f"/admin/tracking/registry/{registry.pk}/change/"}
+    for user in ("alice", "bob", "vic"):
+        client = signed_in(user)
+        for url, admin_url in pages.items():
+            page = client.get(url).content.decode()
+            linked = f'href="{admin_url}"' in page
+            assert linked or user != "alice", (user, url)  # the team's admin sees every link
+            assert client.get(admin_url).status_code == (200 if linked else 403), (user, admin_url)  # the link and the door agree
+    team_admin = signed_in("alice").get(f"/admin/teams/team/{team.pk}/change/").content.decode()
+    assert "View on site" in team_admin
+
+
+def test_notification_links_open_the_pages(team, project):
+    from automations.context import payload_context
+    from events.models import Event
+    from tracking.models import ArtifactCollection, Run, create_version
+
+    automation = make_automation(team, "n", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+    run = Run.objects.create(project=project, run_id="r1", name="first")
+    version = create_version(ArtifactCollection.objects.create(team=team, project=project, name="m", type="model"))
+    client = signed_in("vic")
+    for fields in ({"run": run}, {"version": version, "collection": version.collection}):
+        event = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=project, facts={}, **fields)
+        execution = Execution.objects.create(automation=automation, event=event)
+        url = payload_context(execution)["event_url"]
+        from django.conf import settings
+
+        assert url.startswith(settings.SITE_URL + "/acme/") and client.get(url[len(settings.SITE_URL):]).status_code == 200
