@@ -3,6 +3,7 @@ used in a real headless Chromium as people do: signed in on the form, against gu
 real worker, with webhooks delivered to a receiver on loopback. Takes the README's screenshots
 of these pages into docs/."""
 
+import json
 import re
 
 import pytest
@@ -216,10 +217,37 @@ def test_a_member_builds_a_webhook_automation_in_the_admin_and_it_fires(live, ch
     before = len(receiver.requests)
     live.session("bob").post(f"{live.url}{T}/projects/built/artifacts/", json={"name": "weights", "type": "model"}).raise_for_status()
     wait_for(lambda: len(receiver.requests) > before, timeout=60, message="the new automation to fire")
-    import json
-
     body = json.loads(receiver.requests[-1]["body"])
     assert body == {"version": "acme/built/weights:v0", "by": "bob"}
+
+    # Send test, on the saved automation's change page
+    go(chromium, chromium.find_element(By.LINK_TEXT, "built hook").click,
+       live.url + f"/admin/automations/automation/{_automation_id(live, 'built hook')}/change/")
+    before = len(receiver.requests)
+    reload_by(chromium, chromium.find_element(By.ID, "send-test").click)
+    assert "Test of built hook: succeeded." in text(chromium, ".messagelist")
+    assert len(receiver.requests) == before + 1 and json.loads(receiver.requests[-1]["body"])["by"] == "bob"
+    go(chromium, chromium.find_element(By.LINK_TEXT, "Open the execution").click, chromium.find_element(
+        By.LINK_TEXT, "Open the execution").get_attribute("href"))
+    assert "test" in text(chromium, "h1") and "Nothing: a test is sent once" in text(chromium, "#next")
+
+
+def test_the_integration_form_shows_the_fields_of_its_kind(live, chromium, world):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(chromium, live, "alice")
+    chromium.get(live.url + "/admin/actions/integration/add/")
+
+    def shown(name):
+        return chromium.find_element(By.CSS_SELECTOR, f".form-row.field-{name}").is_displayed()
+
+    Select(chromium.find_element(By.ID, "id_kind")).select_by_value("slack")
+    assert shown("channel") and shown("token_secret") and not shown("url") and not shown("secret")
+    Select(chromium.find_element(By.ID, "id_kind")).select_by_value("webhook")
+    assert shown("url") and shown("access_token_secret") and not shown("channel") and not shown("token_secret")
+    chromium.get(live.url + f"/admin/actions/integration/{world['integration']}/change/")
+    assert shown("url") and not shown("channel")
 
 
 def test_a_user_regenerates_their_token_and_uses_it(live, chromium, world):
