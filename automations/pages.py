@@ -16,7 +16,7 @@ from teams.models import ROLE_RANK, Role
 from tracking.pages import member_team
 
 from .api import execution_queryset, redeliver, shown_request
-from .models import METRIC_EVENTS, ActionType, Automation, EventType, Execution, ExecutionStatus, ScopeType
+from .models import ActionType, Automation, EventType, Execution, ExecutionStatus, ScopeType
 
 PAGE_SIZE = 50
 
@@ -174,7 +174,8 @@ def automation_list(request, team):
         rows, status = rows.none(), 400
     return render(request, "tripline/automations.html", {"team": team, "automations": page_of(request, rows), "form": form,
                                                          "keep": query_without(request, "page"), "may_edit": may_write(team, request.user),
-                                                         "metric_events": METRIC_EVENTS, "here": request.get_full_path()},
+                                                         "here": request.get_full_path(),
+                                                         "day_ago": (timezone.localtime() - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S")},
                   status=status)
 
 

@@ -189,6 +189,8 @@ def test_the_hub_shows_last_execution_and_failures_of_the_last_day(team, project
     row = re.search(rf'<tr data-automation="{alias.pk}">(.*?)</tr>', page, re.S).group(1)
     assert f'href="/acme/executions/{last.pk}/"' in row and "status-succeeded" in row
     assert re.search(r'class="failures"><a[^>]*>1</a>', row)  # the one of two days ago is not counted
+    failures = re.search(r'class="failures"><a class="error" href="([^"]+)"', row).group(1).replace("&amp;", "&")
+    assert ids_on(signed_in("vic").get(failures).content.decode()) == [old[1].pk]  # the link lists those same failures
     quiet = re.search(r'<tr data-automation="\d+"><td><a[^>]*>quiet</a>(.*?)</tr>', page, re.S).group(1)
     assert "never" in quiet and 'class="enabled">no' in quiet
 
