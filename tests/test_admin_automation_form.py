@@ -173,3 +173,34 @@ def test_notification_links_open_the_pages(team, project):
         from django.conf import settings
 
         assert url.startswith(settings.SITE_URL + "/acme/") and client.get(url[len(settings.SITE_URL):]).status_code == 200
+
+
+@pytest.mark.parametrize("changes", [
+    {"payload": "[" * 5000 + "]" * 5000}, {"payload": '{"a": "\\ud800"}'}, {"team": "999999"}, {"team": "x"}, {"project": "-1"},
+    {"integration": "abc"}, {"_pk": "99999999"}, {"_pk": "1e3"}, {"event_type": "NOPE"}, {"action_type": ""}, {"scope_type": "team"},
+    {"window": "9" * 400, "event_type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$lt", "threshold": "nan"},
+])
+def test_the_preview_refuses_hostile_input_without_a_500(team, project, hook, changes):
+    client = signed_in("bob")
+    form = client.get("/admin/automations/automation/add/")
+    data = {**FORM, "csrfmiddlewaretoken": csrf_token(form), "team": team.pk, "project": project.pk, "integration": hook["id"],
+            "payload": '{"v": "${alias}"}', **changes}
+    answer = client.post("/admin/automations/automation/preview/", data)
+    assert answer.status_code in (200, 400, 404), answer.status_code
+    if answer.status_code == 400:
+        assert answer.json()["errors"]
+    assert not Automation.objects.exists()
+
+
+def test_the_preview_of_another_teams_automation_is_not_found(team, project, hook, make_user):
+    from teams.models import Membership, Role, Team
+
+    automation = make_automation(team, "theirs", {"type": "project", "project": "vision"}, {"type": "CREATE_ARTIFACT"})
+    other = Team.objects.create(name="other")
+    Membership.objects.create(team=other, user=make_user("olga"), role=Role.ADMIN)
+    client = signed_in("olga")
+    page = client.get("/admin/")
+    answer = client.post("/admin/automations/automation/preview/", {**FORM, "_pk": automation.pk, "csrfmiddlewaretoken": csrf_token(page)})
+    assert answer.status_code == 404
+    sent = client.post(f"/admin/automations/automation/{automation.pk}/send-test/", {"csrfmiddlewaretoken": csrf_token(page)})
+    assert sent.status_code == 404 and not Execution.objects.exists()
