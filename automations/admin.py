@@ -32,7 +32,7 @@ FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "
 ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
 
 
-def form_field_map():
+def field_map():
     """Which fields of the automation form belong to each scope type, event type and action type,
     and which event types each scope allows: the admin form's script shows only those (the one
     source of this map; it is derived from automations.spec)."""
@@ -240,7 +240,7 @@ class AutomationAdmin(TeamScopedAdmin):
         return format_html('<pre id="action-preview">{}</pre>', text)
 
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
-        context["field_map"] = form_field_map()
+        context["field_map"] = field_map()
         context["preview_url"] = reverse("admin:automations_automation_preview")
         context["may_send_test"] = obj is not None and self.has_change_permission(request, obj)
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)

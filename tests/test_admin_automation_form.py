@@ -8,9 +8,9 @@ import re
 import pytest
 
 from actions.admin import integration_field_map
-from automations.admin import form_field_map
-from automations.models import SCOPE_EVENTS, Automation, EventType, Execution
-from automations.spec import ACTION_FIELDS, EVENT_FIELDS
+from automations.admin import field_map
+from automations.models import Automation, Execution
+from automations.spec import SpecError, parse_action, parse_event
 
 from .engine import make_automation
 from .receivers import Receiver
@@ -44,15 +44,36 @@ def page_map(html, element_id):
     return json.loads(re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S).group(1))
 
 
-def test_the_field_map_comes_from_the_spec_and_is_rendered_into_the_form(team, project):
-    fmap = form_field_map()
-    assert set(fmap["event"]) == set(EventType.values) and set(fmap["action"]) == set(ACTION_FIELDS)
-    assert fmap["event"]["RUN_METRIC_THRESHOLD"] == ["metric", "window", "agg", "cmp", "threshold", "run_user", "run_name_regex"]
-    assert fmap["event"]["ADD_ARTIFACT_ALIAS"] == ["alias_regex"] and fmap["action"]["WEBHOOK"] == ["integration", "payload"]
+def allowed_fields(parse):
+    """The fields `parse` takes for a type, as its own error for an unknown field lists them."""
+    try:
+        parse({"zzz_unknown": 1})
+    except SpecError as exc:
+        detail = next(iter(exc.errors.values()))
+        message = next(m for m in (detail.get("zzz_unknown") or []) if "allowed:" in m)
+        return set(message.split("allowed:", 1)[1].strip(" .").split(", ")) - {"type"}
+    raise AssertionError("an unknown field was accepted")
+
+
+def test_the_field_map_follows_what_the_spec_accepts_and_is_rendered_into_the_form(team, project):
+    fmap = field_map()
     for event_type, fields in fmap["event"].items():  # every field the spec takes has its form field, none more
-        spec = set(EVENT_FIELDS[event_type])
-        assert {f for f in fields if f not in ("run_user", "run_name_regex")} == spec - {"run_filter"}
-    assert fmap["scope_events"]["registry"] == sorted(SCOPE_EVENTS["registry"])
+        scope = next(s for s, allowed in fmap["scope_events"].items() if event_type in allowed)
+        taken = allowed_fields(lambda extra: parse_event(scope, {"type": event_type, **extra}))
+        assert set(fields) == {f for f in taken if f != "run_filter"} | ({"run_user", "run_name_regex"} if "run_filter" in taken else set())
+    for scope, allowed in fmap["scope_events"].items():  # the event types offered for a scope are those it allows
+        for event_type in fmap["event"]:
+            try:
+                parse_event(scope, {"type": event_type})
+                refused = False
+            except SpecError as exc:
+                refused = "cannot be used with" in str(exc.errors)
+            assert refused == (event_type not in allowed), (scope, event_type)
+    for action_type, fields in fmap["action"].items():
+        if action_type != "NO_OP":
+            assert set(fields) == allowed_fields(lambda extra: parse_action(team, {"type": action_type, **extra}))
+    assert fmap["event"]["RUN_METRIC_THRESHOLD"] == ["metric", "window", "agg", "cmp", "threshold", "run_user", "run_name_regex"]
+    assert fmap["action"]["WEBHOOK"] == ["integration", "payload"] and fmap["action"]["NO_OP"] == []
     page = signed_in("bob").get("/admin/automations/automation/add/").content.decode()
     assert page_map(page, "automation-field-map") == fmap
     assert "tripline/automation_form.js" in page and 'id="send-test"' not in page  # nothing saved to test yet

@@ -1,5 +1,5 @@
 // The automation form in the admin: show only the fields of the chosen scope, event and action
-// (the map comes from automations.admin.form_field_map), offer only the event types the scope
+// (the map comes from automations.admin.field_map), offer only the event types the scope
 // allows, and preview what the action sends for a sample event. Without JavaScript every field
 // shows, each with help saying where it applies, and the saved automation's preview shows.
 (function () {
