@@ -212,10 +212,15 @@ def automation_page(request, team, pk):
                   status=status)
 
 
+def sends(automation):
+    """Whether the automation's action delivers anything (NO_OP does not): the one place the
+    pages ask, so it can follow the action kinds' own definitions."""
+    return automation.action_type != ActionType.NO_OP
+
+
 def what_next(execution, now=None):
     """One sentence: what happens to this execution next."""
     now = now or timezone.now()
-    action = execution.automation.action_type
     if execution.status == ExecutionStatus.PENDING:
         when = execution.next_attempt_at
         if when is None or when <= now:
@@ -223,8 +228,8 @@ def what_next(execution, now=None):
         return f"Attempt {execution.attempt_count + 1} at {timezone.localtime(when):%Y-%m-%d %H:%M:%S %Z} (in {naturaldelta(when - now)})."
     if execution.status == ExecutionStatus.RUNNING:
         return "A worker is delivering it right now."
-    if action == ActionType.NO_OP:
-        return "Nothing: a NO_OP action delivers nothing."
+    if not sends(execution.automation):
+        return "Nothing: this action delivers nothing."
     if execution.is_test:
         return "Nothing: a test is sent once, without retries. Redelivering sends it again."
     if execution.status == ExecutionStatus.FAILED:
@@ -253,7 +258,7 @@ def execution_page(request, team, pk):
     shown = shown_request(execution.request, role)
     return render(request, "tripline/execution.html", {
         "team": team, "execution": execution, "can_redeliver": ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER],
-        "deliverable": execution.automation.action_type != ActionType.NO_OP,
+        "deliverable": sends(execution.automation),
         "request_json": json.dumps(shown, indent=2, ensure_ascii=False),
         "url_hidden": shown != execution.request,
         "context_json": json.dumps(execution.context, indent=2, ensure_ascii=False),
@@ -270,8 +275,8 @@ def execution_redeliver(request, team, pk):
     if not may_write(team, request.user):
         raise Http404
     execution = get_object_or_404(execution_queryset().filter(automation__team=team), pk=pk)
-    if execution.automation.action_type == ActionType.NO_OP:
-        messages.error(request, "A NO_OP execution has nothing to deliver.")
+    if not sends(execution.automation):
+        messages.error(request, "This execution's action delivers nothing: there is nothing to redeliver.")
         return redirect(execution.get_absolute_url())
     if request.method == "GET":
         return render(request, "tripline/redeliver.html", {"team": team, "execution": execution})
