@@ -59,7 +59,7 @@ def preview_of(automation):
         return {"kind": "payload", "preview": render(automation.action_config.get("payload", {}), sample_context_for(automation), masks)}
     if automation.action_type == ActionType.SLACK:
         return {"kind": "slack", "preview": slack_message(SimpleNamespace(automation=automation), sample_context_for(automation))}
-    return {"kind": "none", "preview": "A NO_OP action sends nothing."}
+    return {"kind": "none", "preview": "This action sends nothing to preview."}
 
 
 def blank(choices):

@@ -96,8 +96,8 @@ def test_the_preview_renders_the_form_as_edited_for_a_sample_event_with_secrets_
     bad_json = client.post("/admin/automations/automation/preview/", {**data, "payload": "{oops"})
     assert bad_json.status_code == 400 and "Not valid JSON" in bad_json.json()["errors"]["payload"][0]
 
-    slack = client.post("/admin/automations/automation/preview/", {**data, "action_type": "NO_OP"})
-    assert slack.json() == {"kind": "none", "preview": "A NO_OP action sends nothing."}
+    nothing = client.post("/admin/automations/automation/preview/", {**data, "action_type": "NO_OP"})
+    assert nothing.json() == {"kind": "none", "preview": "This action sends nothing to preview."}
     assert client.get("/admin/automations/automation/preview/").status_code == 405
     viewer = signed_in("vic")
     page = viewer.get("/admin/automations/automation/")
