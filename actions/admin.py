@@ -4,20 +4,16 @@ from django.db import models
 from teams.admin import TeamScopedAdmin
 from teams.models import Role, Secret
 
-from .api import send_test
+from .api import KIND_FIELDS, send_test
 from .models import Integration, IntegrationKind
 
 
-KIND_FIELDS = {
-    IntegrationKind.WEBHOOK: ["url", "access_token_secret", "secret", "signing_key_status"],
-    IntegrationKind.SLACK: ["channel", "token_secret"],
-}
-
-
 def integration_field_map():
-    """{kind: the integration form's fields of that kind, "all": every kind-specific field}: the
-    admin form's script shows only the chosen kind's (Integration.clean checks the same)."""
-    return {"kinds": {str(k): v for k, v in KIND_FIELDS.items()}, "all": sorted({f for v in KIND_FIELDS.values() for f in v})}
+    """{kind: the integration form's fields of that kind, "all": every kind-specific field}, from
+    the API's table of the fields each kind takes (actions.api.KIND_FIELDS), and the signing
+    secret's status for webhooks: the admin form's script shows only the chosen kind's."""
+    kinds = {str(k): [*fields, *(["signing_key_status"] if k == IntegrationKind.WEBHOOK else [])] for k, fields in KIND_FIELDS.items()}
+    return {"kinds": kinds, "all": sorted({f for v in kinds.values() for f in v})}
 
 
 @admin.register(Integration)
