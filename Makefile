@@ -33,8 +33,9 @@ system-deps:
 
 run: venv .env
 	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
-	$(DEV_ENV) $(BIN)/python manage.py load_demo
-	$(DEV_ENV) exec $(BIN)/python manage.py serve $(ADDR)
+	$(DEV_ENV) $(BIN)/python manage.py load_demo --site http://$(subst 0.0.0.0,127.0.0.1,$(ADDR))
+	@# The demo's webhooks go to Tripline's own demo receiver, on loopback.
+	$(DEV_ENV) WEBHOOK_ALLOW_PRIVATE_IPS=$${WEBHOOK_ALLOW_PRIVATE_IPS:-true} exec $(BIN)/python manage.py serve $(ADDR)
 
 test: venv system-deps
 	$(BIN)/pytest

@@ -5,12 +5,21 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role, Secret
 
 from .api import send_test
-from .kinds import signing_kinds
+from .kinds import KINDS, signing_kinds
 from .models import Integration
+
+
+def integration_field_map():
+    """{kind: the integration form's fields of that kind, "all": every kind-specific field}, from
+    the integration kinds' own definitions (actions/kinds.py), with the signing secret's status for
+    the kinds that sign: the admin form's script shows only the chosen kind's."""
+    kinds = {str(k): [*d.fields, *(["signing_key_status"] if d.signs else [])] for k, d in KINDS.items()}
+    return {"kinds": kinds, "all": sorted({f for v in kinds.values() for f in v})}
 
 
 @admin.register(Integration)
 class IntegrationAdmin(TeamScopedAdmin):
+    change_form_template = "admin/actions/integration/change_form.html"
     view_role = edit_role = Role.ADMIN
     list_display = ["name", "kind", "team", "enabled", "last_used_at", "last_error"]
     list_filter = ["kind", "enabled", "team"]
@@ -39,6 +48,10 @@ class IntegrationAdmin(TeamScopedAdmin):
         if obj.previous_key_expires_at:
             note += f" The previous key also signs until {obj.previous_key_expires_at:%Y-%m-%d %H:%M} UTC."
         return note
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["field_map"] = integration_field_map()
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -2,7 +2,11 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from actions.models import Integration
@@ -36,8 +40,18 @@ def field_map():
         "scope": {k: v for k, v in SCOPE_FIELDS.items()},
         "event": event_types.filter_form_fields(),
         "action": action_kinds.form_fields(),
+        "scope_events": {str(k): sorted(str(e) for e in v) for k, v in event_types.scope_events().items()},
         "all": {"scope": ["project", "registry", "collection"], "event": FILTER_FORM_FIELDS, "action": ACTION_FORM_FIELDS},
     }
+
+
+def preview_of(automation):
+    """What the automation's action would send for a sample event of its type, secrets masked:
+    {"kind": "payload" | "slack" | "none", "preview": …} (the action kind's own preview)."""
+    shown = action_kinds.get(automation.action_type).preview(automation, sample_context_for(automation))
+    if shown is None:
+        return {"kind": "none", "preview": "This action sends nothing to preview."}
+    return shown
 
 
 def blank(choices):
@@ -211,16 +225,52 @@ class AutomationAdmin(TeamScopedAdmin):
     def last_status(self, obj):
         return obj.last_status or "—"
 
-    @admin.display(description="Payload preview (sample event, secrets masked)")
+    @admin.display(description="Preview (sample event, secrets masked)")
     def payload_preview(self, obj):
-        rendered = action_kinds.get(obj.action_type).preview(obj, sample_context_for(obj)) if obj.pk else None
-        if rendered is None:
-            return "Saved webhook automations show their payload rendered from a sample event here."
-        return format_html("<pre>{}</pre>", json.dumps(rendered, indent=2, ensure_ascii=False))
+        """The saved automation's preview; the form's Preview button shows the one of the form as edited."""
+        shown = preview_of(obj) if obj.pk else {"kind": "none", "preview": "Press Preview to see what the action sends for a sample event."}
+        text = shown["preview"] if shown["kind"] == "none" else json.dumps(shown["preview"], indent=2, ensure_ascii=False)
+        return format_html('<pre id="action-preview">{}</pre>', text)
 
-    def render_change_form(self, request, context, *args, **kwargs):
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
         context["field_map"] = field_map()
-        return super().render_change_form(request, context, *args, **kwargs)
+        context["preview_url"] = reverse("admin:automations_automation_preview")
+        context["may_send_test"] = obj is not None and self.has_change_permission(request, obj)
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def get_urls(self):
+        return [
+            path("preview/", self.admin_site.admin_view(self.preview_view), name="automations_automation_preview"),
+            path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test_view), name="automations_automation_send_test"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request):
+        """POST the automation form as edited: its field errors, or what its action would send
+        for a sample event of its type (secrets masked). Nothing is saved."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        pk = request.POST.get("_pk") or ""
+        obj = get_object_or_404(self.get_queryset(request), pk=pk) if pk.isdigit() else None
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            raise PermissionDenied
+        form = self.get_form(request, obj)(request.POST, instance=obj)
+        if not form.is_valid():
+            return JsonResponse({"errors": {field: [str(e) for e in errors] for field, errors in form.errors.items()}}, status=400)
+        return JsonResponse(preview_of(form.save(commit=False)), json_dumps_params={"ensure_ascii": False})
+
+    def send_test_view(self, request, pk):
+        """Run the saved automation's action once with a sample event (members and admins)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        automation = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, automation):
+            raise PermissionDenied
+        execution = test_automation(automation, request.user)
+        level = messages.SUCCESS if execution.status == ExecutionStatus.SUCCEEDED else messages.ERROR
+        self.message_user(request, format_html('Test of {}: {}{}. <a href="{}">Open the execution</a>', automation.name, execution.status,
+                                               f" ({execution.error})" if execution.error else "", execution.get_absolute_url()), level)
+        return redirect(reverse("admin:automations_automation_change", args=[automation.pk]))
 
     def save_model(self, request, obj, form, change):
         if not change:

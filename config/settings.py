@@ -41,6 +41,8 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 WEBHOOK_ALLOW_PRIVATE_IPS = env.bool("WEBHOOK_ALLOW_PRIVATE_IPS", default=False)
+# /_demo/receiver/<status>/ answers webhooks with that status, for the demo's automations (load_demo).
+DEMO_RECEIVER = env.bool("DEMO_RECEIVER", default=DEBUG)
 WEBHOOK_RETRY_SCHEDULE = [float(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])]
 WEBHOOK_TIMEOUT = tuple(float(s) for s in env.list("WEBHOOK_TIMEOUT", default=["5", "15"]))
 if len(WEBHOOK_TIMEOUT) != 2:

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from automations import demo
 from ops import views as ops
 
 # Team pages live at /<team>/: every first path segment here is a reserved team name
@@ -21,6 +22,8 @@ urlpatterns = [
     path("api/v1/", include("actions.urls")),
     path("api/v1/", include("automations.urls")),
     path("mlflow/", include("mlflow_server.urls")),  # before the /<team>/ pages
+    path("_demo/receiver/<int:status>/", demo.receiver, name="demo_receiver"),  # `_`: never a team name
+    path("", include("teams.pages_urls")),  # /accounts/: before the /<team>/ pages
     path("", include("tracking.pages_urls")),
     path("", include("automations.pages_urls")),
 ]

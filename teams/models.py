@@ -28,6 +28,11 @@ class Team(models.Model):
     def __str__(self):
         return self.name
 
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("team", args=[self.name])
+
     def role_of(self, user):
         """The user's role in this team, or None. Superusers act as admins of every team."""
         if not user.is_authenticated:

@@ -7,7 +7,7 @@ from .validators import validate_secret_name, validate_slug_name
 
 
 # Team pages live at /{team}/, beside these.
-RESERVED_TEAM_NAMES = {"admin", "api", "static", "accounts", "login", "logout", "healthz", "metrics", "mlflow"}
+RESERVED_TEAM_NAMES = {"admin", "api", "static", "accounts", "login", "logout", "healthz", "metrics", "mlflow", "_demo"}
 
 
 class TeamSerializer(ModelSerializer):

@@ -66,6 +66,11 @@ def test_the_readme_commands_work_in_a_fresh_shell_after_make_run(checkout, tmp_
         landed = browser.post(site + "/login/", data={"username": "admin", "password": password, "csrfmiddlewaretoken": csrf}, timeout=10)
         assert landed.url == site + "/demo/" and "Sign out" in landed.text
 
+        # the demo's webhook reaches Tripline's own demo receiver (make run: --site, loopback allowed)
+        delivered = site + "/demo/executions/?status=succeeded&event=ADD_ARTIFACT_ALIAS"
+        wait_for(lambda: "promoted to production: deploy" in browser.get(delivered, timeout=10).text, timeout=90,
+                 message="the demo's webhook to be delivered")
+
         # a second `make run` keeps the keys
         subprocess.run(["make", "-o", ".venv/bin/.installed", ".env"], cwd=checkout, env=fresh_shell(tmp_path), check=True, capture_output=True)
         assert (checkout / ".env").read_text() == env_file

@@ -26,5 +26,6 @@ class ActionKind:
         return False
 
     def preview(self, automation, context):
-        """What the admin shows as a saved automation's payload preview, or None."""
+        """What the admin's preview shows for `automation` with a sample event's `context`:
+        {"kind": "payload" | "slack", "preview": …} with secrets masked, or None when it sends nothing."""
         return None

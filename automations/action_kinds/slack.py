@@ -1,4 +1,5 @@
 import random
+from types import SimpleNamespace
 from datetime import timedelta
 
 from actions.models import IntegrationKind, SlackChannelSlot
@@ -35,6 +36,11 @@ class Slack(ActionKind):
         from ..context import slack_message
 
         return Message(delivery_id=execution.delivery_id, slack=slack_message(execution, context))
+
+    def preview(self, automation, context):
+        from ..context import slack_message
+
+        return {"kind": "slack", "preview": slack_message(SimpleNamespace(automation=automation), context)}
 
     def wait_turn(self, execution):
         integration = execution.automation.integration

@@ -53,4 +53,4 @@ class Webhook(ActionKind):
 
     def preview(self, automation, context):
         masks = {name: MASK for name in automation.integration.attached_secrets()} if automation.integration else {}
-        return render(automation.action_config.get("payload", {}), context, masks)
+        return {"kind": "payload", "preview": render(automation.action_config.get("payload", {}), context, masks)}

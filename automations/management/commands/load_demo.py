@@ -1,8 +1,12 @@
 """`manage.py load_demo`: the demo team, safe to run again (nothing is duplicated).
 
 Creates team `demo` with an admin `admin` (password printed; set DEMO_PASSWORD to choose it),
-a project with runs and metric history, artifact versions, a registry with a link, and a few
-automations that use the NO_OP action, so that the history pages have something to show.
+a project with runs and metric history, artifact versions, a registry with a link, and
+automations that deliver for real as soon as a worker runs (`make run` starts one): a webhook to
+Tripline's own demo receiver that succeeds, one to it that answers 500 and retries, a Slack
+message that fails with a clear error (its bot token is a placeholder), and a NO_OP one.
+`--site` is where the server answers (the receiver's address); a later run points the demo's
+webhooks there again.
 """
 
 import math
@@ -12,26 +16,38 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.conf import settings
 from django.db import transaction
 
-from automations.models import ActionType, Automation
-from automations.spec import parse_event, parse_scope
+from automations.models import Automation
+from actions.models import Integration, IntegrationKind
+from automations.spec import parse_action, parse_event, parse_scope
 from teams.context import acting_as
-from teams.models import Membership, Role, Team
+from teams.models import Membership, Role, Secret, Team
 from tracking.history import log_history
 from tracking.models import ArtifactCollection, Run, add_alias, create_version, link_version
+
+
+# The demo's webhook integrations and the status Tripline's demo receiver answers them with.
+RECEIVERS = {"demo-receiver": 200, "demo-receiver-failing": 500}
 
 
 class Command(BaseCommand):
     help = "Load the demo team (idempotent) and print the admin password."
 
-    def handle(self, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--site", default="", help="Where the server answers, e.g. http://127.0.0.1:8000 (default SITE_URL).")
+
+    def handle(self, site="", **options):
+        self.site = (site or settings.SITE_URL).rstrip("/")
         password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
         User = get_user_model()
         admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"})
         admin.set_password(password)
         admin.save()
         if Team.objects.filter(name="demo").exists():
+            for name, status in RECEIVERS.items():
+                Integration.objects.filter(team__name="demo", name=name).update(url=self.receiver_url(status))
             self.stdout.write("Demo data already loaded.")
         else:
             with transaction.atomic(), acting_as(admin):
@@ -66,15 +82,31 @@ class Command(BaseCommand):
         link = link_version(clf, versions[1], linked_by=admin, aliases=["staging"])[0]
         add_alias(link, "production", admin)
 
+    def receiver_url(self, status):
+        return f"{self.site}/_demo/receiver/{status}/"
+
     def _automations(self, team, admin):
-        """NO_OP automations, made through the same rules as the API and the admin."""
+        """Made through the same rules as the API and the admin."""
+        hooks = {name: Integration.objects.create(team=team, kind=IntegrationKind.WEBHOOK, name=name, url=self.receiver_url(status))
+                 for name, status in RECEIVERS.items()}
+        token = Secret.objects.create(team=team, name="SLACK_BOT_TOKEN", value="xoxb-demo-placeholder-not-a-real-token")
+        slack = Integration.objects.create(team=team, kind=IntegrationKind.SLACK, name="ml-alerts", channel="#ml-alerts", token_secret=token)
+        payload = {"text": "${automation_name}: ${event_type} on ${artifact_version_string} by ${event_author}", "alias": "${alias}",
+                   "url": "${event_url}"}
         demos = [
             ("loss below 0.1", {"type": "project", "project": "mnist"},
-             {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 5, "agg": "AVERAGE", "cmp": "$lt", "threshold": 0.1}),
-            ("run failed", {"type": "project", "project": "mnist"}, {"type": "RUN_STATE", "states": ["FAILED"]}),
-            ("promoted to production", {"type": "registry", "registry": "models"}, {"type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^production$"}),
+             {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 5, "agg": "AVERAGE", "cmp": "$lt", "threshold": 0.1},
+             {"type": "NO_OP"}),
+            ("run failed: tell #ml-alerts", {"type": "project", "project": "mnist"}, {"type": "RUN_STATE", "states": ["FAILED"]},
+             {"type": "SLACK", "integration": slack.pk, "title": "Run ${run_name} ${run_state}", "message": "<${event_url}|Open the run>"}),
+            ("promoted to production: deploy", {"type": "registry", "registry": "models"},
+             {"type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^production$"},
+             {"type": "WEBHOOK", "integration": hooks["demo-receiver"].pk, "payload": payload}),
+            ("best model: evaluate", {"type": "project", "project": "mnist"}, {"type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^best$"},
+             {"type": "WEBHOOK", "integration": hooks["demo-receiver-failing"].pk, "payload": payload}),
         ]
-        for name, scope, event in demos:
+        for name, scope, event, action in demos:
             event_type, event_filter = parse_event(scope["type"], event)
+            action_type, integration, action_config = parse_action(team, action)
             Automation.objects.create(team=team, name=name, created_by=admin, event_type=event_type, event_filter=event_filter,
-                                      action_type=ActionType.NO_OP, **parse_scope(team, scope))
+                                      action_type=action_type, integration=integration, action_config=action_config, **parse_scope(team, scope))
