@@ -3,7 +3,8 @@ in AutomationsConfig.ready: tracking cannot import automations)."""
 
 from django.urls import reverse
 
-from .models import METRIC_EVENTS, Execution
+from . import event_types
+from .models import Execution
 
 MARKS_PER_RUN = 500
 
@@ -13,7 +14,7 @@ def firings_for_run(run):
     run (tests left out), newest 500, each at the last step of the batch that fired it and at the
     value the condition saw (the threshold when that value is not a number)."""
     executions = (
-        Execution.objects.filter(event__run=run, automation__event_type__in=list(METRIC_EVENTS), is_test=False)
+        Execution.objects.filter(event__run=run, automation__event_type__in=sorted(event_types.names_where("watches_metric")), is_test=False)
         .select_related("automation__team", "event")
         .order_by("-triggered_at", "-id")[:MARKS_PER_RUN]
     )
