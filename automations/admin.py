@@ -28,7 +28,22 @@ SCOPE_FIELDS = {
     ScopeType.TEAM: [],
 }
 FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "metric", "window", "agg", "cmp", "threshold",
-                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "minutes", "run_user", "run_name_regex"]
+                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "run_user", "run_name_regex"]
+
+
+def generated_filter_fields():
+    """{name: form field} for the filter fields of the event type definitions that the form
+    below does not declare (a new event type's new field shows up without editing this file)."""
+    extra = {}
+    for type_name, definition in event_types.REGISTRY.items():
+        for name, field in definition.fields.items():
+            if name not in FILTER_FORM_FIELDS and name != "run_filter":
+                extra.setdefault(name, field.form_field(help_text=f"{type_name}:"))
+    return extra
+
+
+GENERATED_FILTER_FIELDS = generated_filter_fields()
+FILTER_FORM_FIELDS[-2:-2] = list(GENERATED_FILTER_FIELDS)  # before the run filter's two
 ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
 
 
@@ -78,7 +93,6 @@ class AutomationForm(forms.ModelForm):
     change_amount = forms.FloatField(required=False, help_text="Change at least this much; a fraction for RELATIVE (0.25 = 25 %).")
     basis = forms.ChoiceField(choices=blank(("runs", "history")), required=False,
                               help_text="Z-score against other runs' latest values (runs) or the run's own preceding values (history).")
-    minutes = forms.IntegerField(required=False, help_text="RUN_STALLED: report a running run silent this long (1 to 10080, default 10).")
     run_user = forms.CharField(required=False, help_text="Run events: only runs of this username.")
     run_name_regex = forms.CharField(required=False, help_text="Run events: only runs whose display name matches.")
     integration = forms.ModelChoiceField(Integration.objects.select_related("team").defer("signing_key", "previous_signing_key"), required=False)
@@ -184,6 +198,10 @@ class AutomationForm(forms.ModelForm):
         if commit:
             automation.save()
         return automation
+
+
+for _name, _field in GENERATED_FILTER_FIELDS.items():  # declared as if written in the class
+    AutomationForm.declared_fields[_name] = AutomationForm.base_fields[_name] = _field
 
 
 class LastStatusFilter(admin.SimpleListFilter):

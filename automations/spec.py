@@ -187,6 +187,12 @@ class Field:
     def schema(self):
         raise NotImplementedError
 
+    def form_field(self, help_text=""):
+        """The admin form's field for it (generated for a field no admin form field declares)."""
+        from django import forms
+
+        return forms.CharField(required=False, help_text=help_text)
+
 
 class Choice(Field):
     def __init__(self, choices, default=None, required=False):
@@ -206,6 +212,11 @@ class Integer(Field):
 
     def read(self, reader, name):
         return reader.integer(name, self.default, self.low, self.high)
+
+    def form_field(self, help_text=""):
+        from django import forms
+
+        return forms.IntegerField(required=False, help_text=f"{help_text} {self.low} to {self.high}, default {self.default}.".strip())
 
     def schema(self):
         return serializers.IntegerField(min_value=self.low, max_value=self.high, required=False, help_text=f"Default {self.default}.")
