@@ -81,6 +81,15 @@ def reload_by(browser, click):
     WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old))
 
 
+def clickable(browser, css):
+    """The element, once it can be clicked (a loaded machine can be slow to lay a page out)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 15).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css)))
+
+
 def text(browser, css):
     from selenium.webdriver.common.by import By
 
@@ -157,7 +166,7 @@ def test_a_member_disables_and_enables_an_automation_in_the_hub(live, chromium, 
     row = f'tr[data-automation="{pk}"]'
     assert text(chromium, f"{row} td.enabled").startswith("yes")
     shot(chromium, "hub.png")
-    reload_by(chromium, chromium.find_element(By.CSS_SELECTOR, f"{row} button.toggle").click)
+    reload_by(chromium, clickable(chromium, f"{row} button.toggle").click)
     assert chromium.current_url == live.url + "/acme/automations/"
     assert "count versions is disabled." in chromium.find_element(By.TAG_NAME, "main").text
     assert text(chromium, f"{row} td.enabled").startswith("no") and text(chromium, f"{row} button.toggle") == "Enable"
@@ -168,7 +177,7 @@ def test_a_member_disables_and_enables_an_automation_in_the_hub(live, chromium, 
     wait_for(lambda: "q=count" in chromium.current_url, timeout=15, message="the search")
     filtered = chromium.current_url
     assert len(chromium.find_elements(By.CSS_SELECTOR, "#automations tr[data-automation]")) == 1
-    reload_by(chromium, chromium.find_element(By.CSS_SELECTOR, f"{row} button.toggle").click)
+    reload_by(chromium, clickable(chromium, f"{row} button.toggle").click)
     assert chromium.current_url == filtered  # back to the same filtered view
     assert text(chromium, f"{row} td.enabled").startswith("yes")
     assert live.session("vic").get(f"{live.url}{T}/automations/{pk}/").json()["enabled"] is True
