@@ -240,6 +240,7 @@ def test_the_compare_page_overlays_the_runs_in_the_url_order(client, runs, bob):
     page = client.get(PROJECT + "compare/", {"runs": ["r003", "r001"]}).content.decode()
     assert page.index('"run": "r003"') < page.index('"run": "r001"')
     assert 'data-metric="loss"' in page and 'data-metric="acc"' in page
+    assert "exp-0-3: 1 values, last 0.25 at step 0; exp-1-1: 1 values, last 0.5 at step 0." in page  # without JavaScript
     assert client.get(PROJECT + "compare/?runs=r003,r001").content.decode().count('"run": "r003"') == 2  # one series per metric
     assert client.get(PROJECT + "compare/?runs=r003,nope").status_code == 404
     assert client.get(PROJECT + "compare/").status_code == 400
