@@ -3,25 +3,28 @@ in AutomationsConfig.ready: tracking cannot import automations)."""
 
 from django.urls import reverse
 
-from . import event_types
+from events.models import EventType
+
 from .models import Execution
 
 MARKS_PER_RUN = 500
 
 
 def firings_for_run(run):
-    """{metric: [{"step", "value", "label", "url"}]}: the metric automations' executions on this
-    run (tests left out), newest 500, each at the last step of the batch that fired it and at the
-    value the condition saw (the threshold when that value is not a number)."""
+    """{metric: [{"step", "value", "label", "url"}]}: the executions on this run triggered by its
+    metric history (tests left out) of automations that watch a metric, newest 500, each at the
+    last step of the batch that fired it and at the value the condition saw (the threshold when
+    that value is not a number). Which automations watch a metric is read from their filter (a
+    `metric` field), so the event types' definitions stay the only place that knows the types."""
     executions = (
-        Execution.objects.filter(event__run=run, automation__event_type__in=sorted(event_types.names_where("watches_metric")), is_test=False)
+        Execution.objects.filter(event__run=run, event__type=EventType.RUN_HISTORY, is_test=False)
         .select_related("automation__team", "event")
         .order_by("-triggered_at", "-id")[:MARKS_PER_RUN]
     )
     marks = {}
     for execution in executions:
         automation = execution.automation
-        metric = automation.event_filter.get("metric")
+        metric = (automation.event_filter or {}).get("metric")
         step = execution.event.facts.get("last_step")
         if not metric or step is None:
             continue

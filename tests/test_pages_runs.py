@@ -128,7 +128,8 @@ def test_the_metric_and_config_columns_show_latest_values(client, runs, bob):
 @pytest.mark.parametrize("query, field", [
     ({"state": "sleeping"}, "state"), ({"sort": "password"}, "sort"), ({"page": "x"}, "page"), ({"per": "0"}, "per"),
     ({"per": "100000"}, "per"), ({"page": "-1"}, "page"), ({"metrics": ",".join(f"m{i}" for i in range(11))}, "metrics"),
-    ({"config": "x" * 200}, "config"), ({"sort": "metric:loss"}, "sort"),
+    ({"config": "x" * 200}, "config"), ({"sort": "metric:loss"}, "sort"), ({"config": "lr,-1"}, "config"), ({"tag": "a\x00"}, "tag"),
+    ({"name": "\x00"}, "name"),
 ])
 def test_bad_table_queries_are_400_naming_the_field(client, runs, bob, query, field):
     sign_in(client, bob.username)
@@ -225,7 +226,7 @@ def test_the_chart_json_refetches_a_range_at_full_resolution(client, project, bo
 @pytest.mark.parametrize("query, field", [
     ({}, "key"), ({"key": "nope"}, "key"), ({"key": "loss", "samples": "1"}, "samples"), ({"key": "loss", "samples": "x"}, "samples"),
     ({"key": "loss", "samples": "10001"}, "samples"), ({"key": "loss", "min_step": "1.5"}, "min_step"),
-    ({"key": "loss", "max_step": "9" * 30}, "max_step"),
+    ({"key": "loss", "max_step": "9" * 30}, "max_step"), ({"key": "lo\x00ss"}, "key"),
 ])
 def test_bad_chart_queries_are_400_naming_the_field(client, project, bob, query, field):
     run = Run.objects.create(project=project, run_id="r1", name="r1")
@@ -240,6 +241,7 @@ def test_the_compare_page_overlays_the_runs_in_the_url_order(client, runs, bob):
     page = client.get(PROJECT + "compare/", {"runs": ["r003", "r001"]}).content.decode()
     assert page.index('"run": "r003"') < page.index('"run": "r001"')
     assert 'data-metric="loss"' in page and 'data-metric="acc"' in page
+    assert "exp-0-3: 1 values, last 0.25 at step 0; exp-1-1: 1 values, last 0.5 at step 0." in page  # without JavaScript
     assert client.get(PROJECT + "compare/?runs=r003,r001").content.decode().count('"run": "r003"') == 2  # one series per metric
     assert client.get(PROJECT + "compare/?runs=r003,nope").status_code == 404
     assert client.get(PROJECT + "compare/").status_code == 400
@@ -281,3 +283,20 @@ def test_a_reopened_run_page_reads_the_history_again_only_once_it_has_grown(clie
     log_history(run, [{"step": 3000, "metrics": {"loss": 123.0}}])
     reads, page = history_reads()
     assert reads == 3 and "123.0" in page  # grown: read again, with the new point
+
+
+HOSTILE = ["\x00", "a\x00b", "'; DROP TABLE tracking_run; --", '"', "$.a[0]", "ü" * 64, "%", "_", "\\", "a.b", "-1", " "]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_query_values_never_give_a_500(client, runs, bob, value):
+    sign_in(client, bob.username)
+    for param in ["name", "user", "tag", "metrics", "config", "state", "sort", "page", "per"]:
+        answer = client.get(PROJECT, {param: value, "metrics": "loss", "config": "lr"} if param not in ("metrics", "config") else {param: value})
+        assert answer.status_code in (200, 400), (param, answer.status_code)
+    for sort in [f"config:{value}", f"metric:{value}"]:
+        assert client.get(PROJECT, {"metrics": value, "config": value, "sort": sort}).status_code in (200, 400)
+    for param in ["key", "min_step", "max_step", "samples"]:
+        answer = client.get(PROJECT + "runs/r001/chart/", {"key": "loss", param: value})
+        assert answer.status_code in (200, 400), (param, answer.status_code)
+    assert client.get(PROJECT + "compare/", {"runs": value}).status_code in (400, 404)

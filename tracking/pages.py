@@ -180,7 +180,7 @@ def run_chart(request, team, project, run):
     max). Zooming refetches the visible range here at full resolution."""
     team, project, run = _run_of(request, team, project, run)
     key = request.GET.get("key", "")
-    if not key:
+    if not key or "\x00" in key:
         return _bad("key", "Name a metric.")
     try:
         min_step, max_step, samples = _chart_params(request.GET)
@@ -198,7 +198,7 @@ def compare_page(request, team, project):
     team = member_team(request, team)
     project = get_object_or_404(Project, team=team, name=project)
     ids = list(dict.fromkeys(i.strip() for value in request.GET.getlist("runs") for i in value.split(",") if i.strip()))
-    if not ids:
+    if not ids or any("\x00" in i for i in ids):
         return HttpResponseBadRequest("runs: choose at least one run.", content_type="text/plain; charset=utf-8")
     if len(ids) > MAX_COMPARED:
         return HttpResponseBadRequest(f"runs: at most {MAX_COMPARED} runs.", content_type="text/plain; charset=utf-8")

@@ -64,6 +64,14 @@ def _positive(value, name, default, most=None):
     return number
 
 
+def _integer(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass
 class RunsView:
     """What the URL asks for, validated."""
@@ -80,6 +88,9 @@ class RunsView:
 
     @classmethod
     def from_query(cls, query):
+        for name in ("state", "user", "tag", "name", "sort", "page", "per", "metrics", "config"):
+            if "\x00" in query.get(name, ""):
+                raise BadQuery(name, "A NUL character cannot be stored or matched.")
         state = query.get("state", "")
         if state and state not in RunState.values:
             raise BadQuery("state", f"One of {', '.join(RunState.values)}.")
@@ -94,6 +105,9 @@ class RunsView:
             metrics=_keys(query.get("metrics"), "metrics"),
             config=_keys(query.get("config"), "config"),
         )
+        if any(_integer(k) for k in view.config):
+            # Django reads a JSON key made of digits as an array index
+            raise BadQuery("config", "A config key that is a number cannot be a column.")
         if view.sort.lstrip("-") not in view.columns():
             raise BadQuery("sort", "Sort by one of the table's columns.")
         return view
