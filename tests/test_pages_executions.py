@@ -259,3 +259,19 @@ def test_the_pages_cost_the_same_queries_for_few_and_many_rows(team, project, ho
     for n in range(2, 6):
         DeliveryAttempt.objects.create(execution=execution, number=n, started_at=timezone.now(), duration_ms=5, status_code=500)
     assert queries(client, f"/acme/executions/{execution.pk}/") == one
+
+
+@pytest.mark.parametrize("user", ["alice", "bob", "vic"])
+def test_the_project_and_run_pages_link_to_their_admin_pages_and_back(team, project, user):
+    """Every object page links to its admin page for those the admin lets see it, and the admin's
+    change page links back ("View on site")."""
+    run = Run.objects.create(project=project, run_id="r-admin", name="linked")
+    client = signed_in(user)
+    for page, admin_url in ((f"/acme/projects/vision/", f"/admin/tracking/project/{project.pk}/change/"),
+                            (f"/acme/projects/vision/runs/r-admin/", f"/admin/tracking/run/{run.pk}/change/")):
+        shown = client.get(page)
+        assert shown.status_code == 200, (page, shown.status_code)
+        assert f'class="admin-link" href="{admin_url}"' in shown.content.decode(), page
+        change = client.get(admin_url)
+        assert change.status_code == 200, (admin_url, change.status_code)
+        assert "View on site" in change.content.decode(), admin_url
