@@ -16,7 +16,8 @@ from teams.models import ROLE_RANK, Role
 from tracking.pages import member_team
 
 from .api import execution_queryset, redeliver, shown_request
-from . import lifecycle
+from . import event_types, lifecycle
+from .context import payload_context
 from .event_types.run_metric_threshold import thresholds_for_run  # noqa: F401 (the run page's chart lines)
 from .models import ActionType, EventType, Execution, ExecutionStatus
 
@@ -247,6 +248,7 @@ def execution_page(request, team, pk):
         "url_hidden": shown != execution.request,
         "context_json": json.dumps(execution.context, indent=2, ensure_ascii=False),
         "next": what_next(execution),
+        "what": event_types.get(execution.automation.event_type).sentence(payload_context(execution)),
     })
 
 

@@ -16,6 +16,7 @@ from tracking.models import Run, RunMetric
 
 from .conftest import P, T
 from .engine import fired, make_automation
+from .signin import signed_in
 from .test_firing import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,6 +86,8 @@ def test_reported_once_per_silence_rearmed_by_logging_never_when_finished(bobc, 
     assert execution.event.run_id == r1.pk and execution.status == "succeeded"
     last = Run.objects.get(pk=r1.pk).updated_at
     assert execution.context == {"last_activity": last.isoformat()}
+    page = signed_in("bob").get(f"/acme/executions/{execution.pk}/")
+    assert page.status_code == 200 and f"run r1 (r1) has logged nothing since {last.isoformat()}" in page.content.decode()
 
     age(r1, 90)  # still silent, much longer: reported already
     assert event_types.sweep() == 0 and len(fired(automation)) == 1
