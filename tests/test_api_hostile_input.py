@@ -145,7 +145,7 @@ class World:
     def by_name(self):
         """For pages, whose parameters follow other parameters."""
         return {"team": self.team.name, "project": self.project.name, "run": self.run.run_id, "name": self.artifact.name,
-                "version": "v0", "registry": self.registry.name, "collection": self.collection.name}
+                "version": "v0", "registry": self.registry.name, "collection": self.collection.name, "status": 200}
 
     def names(self):
         return [self.project.name, self.run.run_id, self.secret.name, self.hook.name, self.slack.name, self.registry.name,
