@@ -10,6 +10,7 @@ import math
 from functools import lru_cache
 
 import re2
+from django import forms
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -177,9 +178,16 @@ def _repr(value):
 
 class Field:
     """A field of a scope, event filter or action. `optional` fields are left out of the stored
-    filter when absent; the others are stored with their default."""
+    filter when absent; the others are stored with their default. `help` is the admin form's help
+    text, given where the field is declared (an event type's definition) or by the kind itself;
+    `form_field` builds the admin form's field for it (automations.event_types.admin_form_fields)."""
 
     optional = False
+    help = ""
+    form_last = False  # shown after the type's own fields (the run filter every run event shares)
+
+    def __init__(self, help=""):
+        self.help = help or type(self).help
 
     def read(self, reader, name):
         raise NotImplementedError
@@ -187,15 +195,38 @@ class Field:
     def schema(self):
         raise NotImplementedError
 
-    def form_field(self, help_text=""):
-        """The admin form's field for it (generated for a field no admin form field declares)."""
-        from django import forms
+    def form_help(self):
+        """The admin form's help text for this declaration of it."""
+        return self.help
 
+    def form_helps(self, name):
+        """{admin form field: help text}: most fields are one form field of their own name."""
+        return {name: self.form_help()}
+
+    def form_fields(self, name, help_texts):
+        """{admin form field: Django form field}, with the help texts `form_helps` gave (merged
+        over the definitions declaring the same name)."""
+        return {name: self.form_field(help_texts[name])}
+
+    def form_field(self, help_text=""):
         return forms.CharField(required=False, help_text=help_text)
+
+    def form_initial(self, name, value):
+        """{admin form field: initial value} from the stored filter's value."""
+        return {name: value}
+
+    def from_form(self, name, data):
+        """The value for parse_event from the form's cleaned data (None when left empty)."""
+        return data.get(name)
+
+
+def blank(choices):
+    return [("", "—")] + [(c, c) for c in choices]
 
 
 class Choice(Field):
-    def __init__(self, choices, default=None, required=False):
+    def __init__(self, choices, default=None, required=False, help=""):
+        super().__init__(help)
         self.choices, self.default, self.required = choices, default, required
 
     def read(self, reader, name):
@@ -205,25 +236,32 @@ class Choice(Field):
         return serializers.ChoiceField(choices=self.choices, required=self.required, allow_null=not self.required,
                                        help_text=f"Default {self.default}." if self.default else "")
 
+    def form_field(self, help_text=""):
+        return forms.ChoiceField(choices=blank(self.choices), required=False, help_text=help_text)
+
 
 class Integer(Field):
-    def __init__(self, default, low, high):
+    def __init__(self, default, low, high, help=""):
+        super().__init__(help)
         self.default, self.low, self.high = default, low, high
 
     def read(self, reader, name):
         return reader.integer(name, self.default, self.low, self.high)
 
-    def form_field(self, help_text=""):
-        from django import forms
+    def form_help(self):
+        bounds = f"{self.low} to {self.high}, default {self.default}"
+        return f"{self.help} ({bounds})." if self.help else f"{bounds.capitalize()}."
 
-        return forms.IntegerField(required=False, help_text=f"{help_text} {self.low} to {self.high}, default {self.default}.".strip())
+    def form_field(self, help_text=""):
+        return forms.IntegerField(required=False, help_text=help_text)
 
     def schema(self):
         return serializers.IntegerField(min_value=self.low, max_value=self.high, required=False, help_text=f"Default {self.default}.")
 
 
 class Number(Field):
-    def __init__(self, default=None, positive=False, required=False):
+    def __init__(self, default=None, positive=False, required=False, help=""):
+        super().__init__(help)
         self.default, self.positive, self.required = default, positive, required
 
     def read(self, reader, name):
@@ -234,9 +272,13 @@ class Number(Field):
         help_text = ("Greater than 0." if self.positive else "A finite number.") + (f" Default {self.default}." if self.default else "")
         return field(required=self.required, help_text=help_text)
 
+    def form_field(self, help_text=""):
+        return forms.FloatField(required=False, help_text=help_text)
+
 
 class Regex(Field):
-    def __init__(self, required=False):
+    def __init__(self, required=False, help=""):
+        super().__init__(help)
         self.required = required
         self.optional = not required
 
@@ -249,7 +291,8 @@ class Regex(Field):
 
 
 class Text(Field):
-    def __init__(self, max_length, optional=False):
+    def __init__(self, max_length, optional=False, help=""):
+        super().__init__(help)
         self.max_length, self.optional = max_length, optional
 
     def read(self, reader, name):
@@ -260,6 +303,8 @@ class Text(Field):
 
 
 class Metric(Field):
+    help = "The metric name, e.g. loss or val/acc."
+
     def read(self, reader, name):
         return reader.metric(name)
 
@@ -276,6 +321,10 @@ class States(Field):
         return serializers.ListField(child=serializers.ChoiceField(choices=choices), min_length=1,
                                      help_text="CRASHED counts as FAILED; KILLED never triggers. Either case.")
 
+    def form_field(self, help_text=""):
+        return forms.MultipleChoiceField(choices=[(s, s) for s in RUN_STATES], required=False, widget=forms.CheckboxSelectMultiple,
+                                         help_text=help_text)
+
 
 class RunFilterSchema(serializers.Serializer):
     user = serializers.CharField(max_length=MAX_USERNAME, required=False, help_text="Only runs of this username.")
@@ -283,7 +332,11 @@ class RunFilterSchema(serializers.Serializer):
 
 
 class RunFilter(Field):
+    """Only runs of a user and/or whose display name matches: two admin form fields."""
+
     optional = True
+    form_last = True
+    FORM = {"user": "run_user", "name_regex": "run_name_regex"}  # {key in the filter: admin form field}
 
     def read(self, reader, name):
         value = reader.data.get(name)
@@ -306,11 +359,24 @@ class RunFilter(Field):
     def schema(self):
         return RunFilterSchema(required=False, allow_null=True)
 
+    def form_helps(self, name):
+        return {"run_user": "Run events: only runs of this username.", "run_name_regex": "Run events: only runs whose display name matches."}
+
+    def form_fields(self, name, help_texts):
+        return {form_name: forms.CharField(required=False, help_text=help_texts[form_name]) for form_name in self.FORM.values()}
+
+    def form_initial(self, name, value):
+        return {form_name: (value or {}).get(key, "") for key, form_name in self.FORM.items()}
+
+    def from_form(self, name, data):
+        return {key: data[form_name] for key, form_name in self.FORM.items() if data.get(form_name)}
+
 
 class Name(Field):
     """The name of a project, registry or collection of the team."""
 
     def __init__(self, max_length):
+        super().__init__()
         self.max_length = max_length
 
     def read(self, reader, name):
