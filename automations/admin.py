@@ -9,8 +9,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from actions.models import Integration
-from actions.payloads import VARIABLES
 from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
 from tracking.models import ArtifactCollection
 
@@ -18,7 +16,7 @@ from .api import redeliver, shown_request, test_automation
 from .context import sample_context_for
 from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
 from . import action_kinds, event_types
-from .spec import SEVERITIES, SpecError, blank, action_fields, event_fields, parse_action, parse_event, parse_scope
+from .spec import SpecError, action_fields, event_fields, parse_action, parse_event, parse_scope
 
 SCOPE_FIELDS = {
     ScopeType.PROJECT: ["project"],
@@ -29,7 +27,8 @@ SCOPE_FIELDS = {
 }
 FILTER_FIELDS = event_types.admin_form_fields()  # {name: form field}, built from the definitions' filter fields
 FILTER_FORM_FIELDS = list(FILTER_FIELDS)
-ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
+ACTION_FIELDS = action_kinds.admin_form_fields()  # likewise from the action kinds' fields
+ACTION_FORM_FIELDS = list(ACTION_FIELDS)
 
 
 def field_map():
@@ -57,14 +56,6 @@ def preview_of(automation):
 class AutomationForm(forms.ModelForm):
     collection = forms.ModelChoiceField(ArtifactCollection.objects.select_related("project", "registry", "team"), required=False,
                                         help_text="For artifact_collection (a project's) or registry_collection (a registry's) scopes.")
-    integration = forms.ModelChoiceField(Integration.objects.select_related("team").defer("signing_key", "previous_signing_key"), required=False)
-    payload = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "class": "vLargeTextField"}),
-                              help_text="WEBHOOK: a JSON template. Variables: " + ", ".join("${" + v + "}" for v in VARIABLES)
-                              + ", and the webhook's secrets by name (${ACCESS_TOKEN}, ${SECRET_NAME}).")
-    title = forms.CharField(required=False, help_text="SLACK: title template.")
-    message = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="SLACK: message template (mrkdwn).")
-    severity = forms.ChoiceField(choices=blank(SEVERITIES), required=False)
-
     class Meta:
         model = Automation
         fields = ["team", "name", "description", "enabled", "scope_type", "project", "registry", "collection", "event_type", "action_type"]
@@ -82,12 +73,10 @@ class AutomationForm(forms.ModelForm):
             for name, field in event_types.filter_declarations().items():
                 if name in f:
                     self.initial.update(field.form_initial(name, f[name]))
-            config = instance.action_config
-            self.initial["integration"] = instance.integration_id
-            if "payload" in config:
-                self.initial["payload"] = json.dumps(config["payload"], indent=2)
-            for key in ("title", "message", "severity"):
-                self.initial[key] = config.get(key, "")
+            config = {**instance.action_config, "integration": instance.integration_id}
+            for name, field in action_kinds.field_declarations().items():
+                if name in config:
+                    self.initial.update(field.form_initial(name, config[name]))
 
     def clean(self):
         data = super().clean()
@@ -113,18 +102,14 @@ class AutomationForm(forms.ModelForm):
             if value not in (None, "", [], {}):
                 event[name] = value
         action = {"type": data.get("action_type")}
-        allowed_action = action_fields().get(data.get("action_type"), set())
-        if "integration" in allowed_action:
-            action["integration"] = data["integration"].pk if data.get("integration") else None
-        if "payload" in allowed_action:
+        for name, field in action_fields().get(data.get("action_type"), {}).items():
             try:
-                action["payload"] = json.loads(data.get("payload") or "null")
-            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-                self.add_error("payload", f"Not valid JSON: {exc}")
+                value = field.from_form(name, data)
+            except forms.ValidationError as exc:  # the payload's JSON text
+                self.add_error(name, exc)
                 return data
-        for key in ("title", "message", "severity"):
-            if key in allowed_action and data.get(key):
-                action[key] = data[key]
+            if value not in (None, ""):
+                action[name] = value
         self._parsed = {}
         for section, parse in (("scope", lambda: parse_scope(team, scope)), ("event", lambda: parse_event(scope["type"], event)),
                                ("action", lambda: parse_action(team, action))):
@@ -156,7 +141,7 @@ class AutomationForm(forms.ModelForm):
         return automation
 
 
-for _name, _field in FILTER_FIELDS.items():  # the event filter's fields, as if declared in the class
+for _name, _field in {**FILTER_FIELDS, **ACTION_FIELDS}.items():  # the event filter's and action's fields, as if declared in the class
     AutomationForm.declared_fields[_name] = AutomationForm.base_fields[_name] = _field
 
 

@@ -6,6 +6,7 @@ SCOPE_NAMES here, and the `fields` of each event type's definition (automations/
 of each action kind's (automations/action_kinds), say which fields exist, how each is read and
 checked, and how the OpenAPI schema describes it (`schema_variants`)."""
 
+import json
 import math
 from functools import lru_cache
 
@@ -291,9 +292,13 @@ class Regex(Field):
 
 
 class Text(Field):
-    def __init__(self, max_length, optional=False, help=""):
+    def __init__(self, max_length, optional=False, help="", rows=None):
         super().__init__(help)
-        self.max_length, self.optional = max_length, optional
+        self.max_length, self.optional, self.rows = max_length, optional, rows  # rows: a text area in the admin form
+
+    def form_field(self, help_text=""):
+        widget = forms.Textarea(attrs={"rows": self.rows}) if self.rows else None
+        return forms.CharField(required=False, widget=widget, help_text=help_text)
 
     def read(self, reader, name):
         return reader.text(name, self.max_length)
@@ -390,17 +395,41 @@ class Name(Field):
 
 
 class Integration(Field):
-    """Read by parse_action, which resolves it against the team."""
+    """Read by parse_action, which resolves it against the team. The admin form offers the
+    integrations (of the user's teams: AutomationForm narrows the queryset) and stores its id."""
 
     def schema(self):
         return IntegrationRefField(help_text="The id or name of an integration of the team, of the action's kind.")
 
+    def form_field(self, help_text=""):
+        from actions.models import Integration as IntegrationModel
+
+        queryset = IntegrationModel.objects.select_related("team").defer("signing_key", "previous_signing_key")
+        return forms.ModelChoiceField(queryset, required=False, help_text=help_text)
+
+    def from_form(self, name, data):
+        return data[name].pk if data.get(name) else None
+
 
 class Payload(Field):
-    """Read by parse_action, which checks its variables against the integration's secrets."""
+    """Read by parse_action, which checks its variables against the integration's secrets. The
+    admin form edits it as JSON text."""
 
     def schema(self):
         return PayloadField(help_text="A JSON template; ${variable} references are filled in when sent.")
+
+    def form_field(self, help_text=""):
+        return forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "class": "vLargeTextField"}),
+                               help_text=help_text)
+
+    def form_initial(self, name, value):
+        return {name: json.dumps(value, indent=2)}
+
+    def from_form(self, name, data):
+        try:
+            return json.loads(data.get(name) or "null")
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
 
 
 @extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1, "maxLength": 64}]})
@@ -425,6 +454,35 @@ SCOPE_NAMES = {
     ScopeType.REGISTRY_COLLECTION: {"registry": Name(64), "collection": Name(128)},
     ScopeType.TEAM: {},
 }
+
+def declarations(tables):
+    """{field name: spec Field} over several {name: Field} tables (the first declaring each name)."""
+    declared = {}
+    for fields in tables:
+        for name, field in fields.items():
+            declared.setdefault(name, field)
+    return declared
+
+
+def build_form_fields(tables):
+    """{admin form field name: Django form field} over several {name: Field} tables (the event
+    type definitions' filters, or the action kinds' fields): one per name, built by the first
+    declaration of it; its help text the distinct help texts of all that declare it, in order.
+    Fields marked `form_last` (the run filter's two) come after the others."""
+    tables = list(tables)
+    helps = {}
+    for fields in tables:
+        for name, field in fields.items():
+            for form_name, help_text in field.form_helps(name).items():
+                texts = helps.setdefault(form_name, [])
+                if help_text and help_text not in texts:
+                    texts.append(help_text)
+    joined = {form_name: " ".join(texts) for form_name, texts in helps.items()}
+    built = {}
+    for name, field in sorted(declarations(tables).items(), key=lambda item: item[1].form_last):
+        built.update(field.form_fields(name, joined))
+    return built
+
 
 def event_fields():
     """{event type: {field: Field}}, from the definitions."""

@@ -172,7 +172,7 @@ def test_every_filter_field_of_every_definition_is_an_admin_form_field_with_its_
     (form_class,) = [node for node in source.body if isinstance(node, ast.ClassDef) and node.name == "AutomationForm"]
     written = {target.id for node in form_class.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
     assert written & set(expected) == set(), "AutomationForm declares event filter fields by hand"
-    assert {"integration", "payload"} <= written  # the check can see fields written in the class
+    assert "collection" in written  # the check sees fields written in the class (the scope's)
     # kinds and choices come from the spec fields
     assert isinstance(AutomationForm.base_fields["minutes"], forms.IntegerField)
     assert "1 to 10080, default 10" in AutomationForm.base_fields["minutes"].help_text
@@ -181,3 +181,27 @@ def test_every_filter_field_of_every_definition_is_an_admin_form_field_with_its_
     assert isinstance(AutomationForm.base_fields["threshold"], forms.FloatField)
     assert [c for c, _ in AutomationForm.base_fields["cmp"].choices] == ["", "$gt", "$gte", "$lt", "$lte", "$eq", "$ne"]
     assert "Threshold:" in AutomationForm.base_fields["window"].help_text and "Z-score:" in AutomationForm.base_fields["window"].help_text
+
+
+def test_every_field_of_every_action_kind_is_an_admin_form_field_with_its_help_text():
+    """Likewise for the action: integration, payload, title, message, severity come from the kinds."""
+    from django import forms
+
+    from automations.admin import ACTION_FIELDS, ACTION_FORM_FIELDS, AutomationForm
+
+    expected = {}
+    for kind in action_kinds.KINDS.values():
+        for name, field in kind.fields.items():
+            assert field.form_help(), f"{kind.name}.{name}: no help text"
+            expected.setdefault(name, []).append(field.form_help())
+    assert sorted(ACTION_FORM_FIELDS) == sorted(expected) == ["integration", "message", "payload", "severity", "title"]
+    for name, texts in expected.items():
+        assert AutomationForm.declared_fields[name] is ACTION_FIELDS[name] and not ACTION_FIELDS[name].required
+        assert all(text in ACTION_FIELDS[name].help_text for text in texts)
+    source = ast.parse((Path(ROOT) / "automations" / "admin.py").read_text())
+    (form_class,) = [node for node in source.body if isinstance(node, ast.ClassDef) and node.name == "AutomationForm"]
+    written = {target.id for node in form_class.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    assert written & set(expected) == set()
+    assert isinstance(ACTION_FIELDS["integration"], forms.ModelChoiceField)
+    assert isinstance(ACTION_FIELDS["payload"].widget, forms.Textarea) and "${run_id}" in ACTION_FIELDS["payload"].help_text
+    assert [c for c, _ in ACTION_FIELDS["severity"].choices] == ["", "INFO", "WARN", "ERROR"]

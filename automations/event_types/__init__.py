@@ -49,29 +49,18 @@ def filter_form_fields():
 
 
 def admin_form_fields():
-    """{admin form field name: Django form field} for every filter field of every definition,
-    one per name (the first definition declaring it says its kind and choices), its help text the
-    distinct help texts of the definitions declaring it, in order; the run filter's two come last."""
-    helps = {}
-    for definition in REGISTRY.values():
-        for name, field in definition.fields.items():
-            for form_name, help_text in field.form_helps(name).items():
-                texts = helps.setdefault(form_name, [])
-                if help_text and help_text not in texts:
-                    texts.append(help_text)
-    built = {}
-    for name, field in sorted(filter_declarations().items(), key=lambda item: item[1].form_last):
-        built.update(field.form_fields(name, {form_name: " ".join(texts) for form_name, texts in helps.items()}))
-    return built
+    """{admin form field name: Django form field} for every filter field of every definition
+    (automations.spec.build_form_fields: one per name, the help texts of all that declare it)."""
+    from ..spec import build_form_fields
+
+    return build_form_fields(definition.fields for definition in REGISTRY.values())
 
 
 def filter_declarations():
     """{filter field: spec Field} over the definitions (the first declaring each name)."""
-    declared = {}
-    for definition in REGISTRY.values():
-        for name, field in definition.fields.items():
-            declared.setdefault(name, field)
-    return declared
+    from ..spec import declarations
+
+    return declarations(definition.fields for definition in REGISTRY.values())
 
 
 def sweep(now=None):
