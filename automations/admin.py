@@ -9,8 +9,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from actions.models import Integration
-from actions.payloads import VARIABLES
 from teams.admin import ReadOnlyAdmin, TeamScopedAdmin, TeamScopedInline, team_ids
 from tracking.models import ArtifactCollection
 
@@ -18,7 +16,7 @@ from .api import redeliver, shown_request, test_automation
 from .context import sample_context_for
 from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus, RunCondition, ScopeType
 from . import action_kinds, event_types
-from .spec import AGGS, CMPS, DIRS, RUN_STATES, SEVERITIES, SpecError, action_fields, event_fields, parse_action, parse_event, parse_scope
+from .spec import SpecError, action_fields, event_fields, parse_action, parse_event, parse_scope
 
 SCOPE_FIELDS = {
     ScopeType.PROJECT: ["project"],
@@ -27,24 +25,10 @@ SCOPE_FIELDS = {
     ScopeType.REGISTRY_COLLECTION: ["collection"],
     ScopeType.TEAM: [],
 }
-FILTER_FORM_FIELDS = ["collection_type", "alias_regex", "tag_regex", "states", "metric", "window", "agg", "cmp", "threshold",
-                      "current_window", "prior_window", "change_type", "change_dir", "change_amount", "basis", "run_user", "run_name_regex"]
-
-
-def generated_filter_fields():
-    """{name: form field} for the filter fields of the event type definitions that the form
-    below does not declare (a new event type's new field shows up without editing this file)."""
-    extra = {}
-    for type_name, definition in event_types.REGISTRY.items():
-        for name, field in definition.fields.items():
-            if name not in FILTER_FORM_FIELDS and name != "run_filter":
-                extra.setdefault(name, field.form_field(help_text=f"{type_name}:"))
-    return extra
-
-
-GENERATED_FILTER_FIELDS = generated_filter_fields()
-FILTER_FORM_FIELDS[-2:-2] = list(GENERATED_FILTER_FIELDS)  # before the run filter's two
-ACTION_FORM_FIELDS = ["integration", "payload", "title", "message", "severity"]
+FILTER_FIELDS = event_types.admin_form_fields()  # {name: form field}, built from the definitions' filter fields
+FILTER_FORM_FIELDS = list(FILTER_FIELDS)
+ACTION_FIELDS = action_kinds.admin_form_fields()  # likewise from the action kinds' fields
+ACTION_FORM_FIELDS = list(ACTION_FIELDS)
 
 
 def field_map():
@@ -69,40 +53,9 @@ def preview_of(automation):
     return shown
 
 
-def blank(choices):
-    return [("", "—")] + [(c, c) for c in choices]
-
-
 class AutomationForm(forms.ModelForm):
     collection = forms.ModelChoiceField(ArtifactCollection.objects.select_related("project", "registry", "team"), required=False,
                                         help_text="For artifact_collection (a project's) or registry_collection (a registry's) scopes.")
-    collection_type = forms.CharField(required=False, help_text="CREATE_ARTIFACT: only collections of this type, e.g. model.")
-    alias_regex = forms.CharField(required=False, help_text="Regex searched in the alias (anchor with ^ and $). Required for ADD_ARTIFACT_ALIAS.")
-    tag_regex = forms.CharField(required=False, help_text="Regex searched in the tag. Required for ADD_ARTIFACT_TAG.")
-    states = forms.MultipleChoiceField(choices=[(s, s) for s in RUN_STATES], required=False, widget=forms.CheckboxSelectMultiple,
-                                       help_text="RUN_STATE: CRASHED counts as FAILED; KILLED never triggers.")
-    metric = forms.CharField(required=False, help_text="The metric name, e.g. loss or val/acc.")
-    window = forms.IntegerField(required=False, help_text="Threshold: the N most recent values (default 5). Z-score: reference size (default 30).")
-    agg = forms.ChoiceField(choices=blank(AGGS), required=False, help_text="Aggregation; none = the latest value (threshold).")
-    cmp = forms.ChoiceField(choices=blank(CMPS), required=False, help_text="Comparison with the threshold.")
-    threshold = forms.FloatField(required=False, help_text="Threshold value; z-score: |z| threshold (default 3).")
-    current_window = forms.IntegerField(required=False, help_text="Change: values in the current window (default 10).")
-    prior_window = forms.IntegerField(required=False, help_text="Change: values in the window before it (default 50).")
-    change_type = forms.ChoiceField(choices=blank(("ABSOLUTE", "RELATIVE")), required=False, help_text="Default RELATIVE: (current − prior) / |prior|.")
-    change_dir = forms.ChoiceField(choices=blank(DIRS), required=False)
-    change_amount = forms.FloatField(required=False, help_text="Change at least this much; a fraction for RELATIVE (0.25 = 25 %).")
-    basis = forms.ChoiceField(choices=blank(("runs", "history")), required=False,
-                              help_text="Z-score against other runs' latest values (runs) or the run's own preceding values (history).")
-    run_user = forms.CharField(required=False, help_text="Run events: only runs of this username.")
-    run_name_regex = forms.CharField(required=False, help_text="Run events: only runs whose display name matches.")
-    integration = forms.ModelChoiceField(Integration.objects.select_related("team").defer("signing_key", "previous_signing_key"), required=False)
-    payload = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "class": "vLargeTextField"}),
-                              help_text="WEBHOOK: a JSON template. Variables: " + ", ".join("${" + v + "}" for v in VARIABLES)
-                              + ", and the webhook's secrets by name (${ACCESS_TOKEN}, ${SECRET_NAME}).")
-    title = forms.CharField(required=False, help_text="SLACK: title template.")
-    message = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="SLACK: message template (mrkdwn).")
-    severity = forms.ChoiceField(choices=blank(SEVERITIES), required=False)
-
     class Meta:
         model = Automation
         fields = ["team", "name", "description", "enabled", "scope_type", "project", "registry", "collection", "event_type", "action_type"]
@@ -117,17 +70,13 @@ class AutomationForm(forms.ModelForm):
         instance = self.instance
         if instance.pk:
             f = instance.event_filter
-            for key in FILTER_FORM_FIELDS:
-                if key in f:
-                    self.initial[key] = f[key]
-            self.initial["run_user"] = (f.get("run_filter") or {}).get("user", "")
-            self.initial["run_name_regex"] = (f.get("run_filter") or {}).get("name_regex", "")
-            config = instance.action_config
-            self.initial["integration"] = instance.integration_id
-            if "payload" in config:
-                self.initial["payload"] = json.dumps(config["payload"], indent=2)
-            for key in ("title", "message", "severity"):
-                self.initial[key] = config.get(key, "")
+            for name, field in event_types.filter_declarations().items():
+                if name in f:
+                    self.initial.update(field.form_initial(name, f[name]))
+            config = {**instance.action_config, "integration": instance.integration_id}
+            for name, field in action_kinds.field_declarations().items():
+                if name in config:
+                    self.initial.update(field.form_initial(name, config[name]))
 
     def clean(self):
         data = super().clean()
@@ -148,27 +97,19 @@ class AutomationForm(forms.ModelForm):
             scope[field] = obj.name if obj is not None else None
         event_type = data.get("event_type")
         event = {"type": event_type}
-        allowed = event_fields().get(event_type, set())
-        for key in FILTER_FORM_FIELDS:
-            value = data.get(key)
-            if key in allowed and value not in (None, "", []):
-                event[key] = value
-        run_filter = {k: data[f] for k, f in (("user", "run_user"), ("name_regex", "run_name_regex")) if data.get(f)}
-        if run_filter and "run_filter" in allowed:
-            event["run_filter"] = run_filter
+        for name, field in event_fields().get(event_type, {}).items():
+            value = field.from_form(name, data)
+            if value not in (None, "", [], {}):
+                event[name] = value
         action = {"type": data.get("action_type")}
-        allowed_action = action_fields().get(data.get("action_type"), set())
-        if "integration" in allowed_action:
-            action["integration"] = data["integration"].pk if data.get("integration") else None
-        if "payload" in allowed_action:
+        for name, field in action_fields().get(data.get("action_type"), {}).items():
             try:
-                action["payload"] = json.loads(data.get("payload") or "null")
-            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-                self.add_error("payload", f"Not valid JSON: {exc}")
+                value = field.from_form(name, data)
+            except forms.ValidationError as exc:  # the payload's JSON text
+                self.add_error(name, exc)
                 return data
-        for key in ("title", "message", "severity"):
-            if key in allowed_action and data.get(key):
-                action[key] = data[key]
+            if value not in (None, ""):
+                action[name] = value
         self._parsed = {}
         for section, parse in (("scope", lambda: parse_scope(team, scope)), ("event", lambda: parse_event(scope["type"], event)),
                                ("action", lambda: parse_action(team, action))):
@@ -200,7 +141,7 @@ class AutomationForm(forms.ModelForm):
         return automation
 
 
-for _name, _field in GENERATED_FILTER_FIELDS.items():  # declared as if written in the class
+for _name, _field in {**FILTER_FIELDS, **ACTION_FIELDS}.items():  # the event filter's and action's fields, as if declared in the class
     AutomationForm.declared_fields[_name] = AutomationForm.base_fields[_name] = _field
 
 

@@ -6,10 +6,12 @@ SCOPE_NAMES here, and the `fields` of each event type's definition (automations/
 of each action kind's (automations/action_kinds), say which fields exist, how each is read and
 checked, and how the OpenAPI schema describes it (`schema_variants`)."""
 
+import json
 import math
 from functools import lru_cache
 
 import re2
+from django import forms
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -177,9 +179,16 @@ def _repr(value):
 
 class Field:
     """A field of a scope, event filter or action. `optional` fields are left out of the stored
-    filter when absent; the others are stored with their default."""
+    filter when absent; the others are stored with their default. `help` is the admin form's help
+    text, given where the field is declared (an event type's definition) or by the kind itself;
+    `form_field` builds the admin form's field for it (automations.event_types.admin_form_fields)."""
 
     optional = False
+    help = ""
+    form_last = False  # shown after the type's own fields (the run filter every run event shares)
+
+    def __init__(self, help=""):
+        self.help = help or type(self).help
 
     def read(self, reader, name):
         raise NotImplementedError
@@ -187,15 +196,38 @@ class Field:
     def schema(self):
         raise NotImplementedError
 
-    def form_field(self, help_text=""):
-        """The admin form's field for it (generated for a field no admin form field declares)."""
-        from django import forms
+    def form_help(self):
+        """The admin form's help text for this declaration of it."""
+        return self.help
 
+    def form_helps(self, name):
+        """{admin form field: help text}: most fields are one form field of their own name."""
+        return {name: self.form_help()}
+
+    def form_fields(self, name, help_texts):
+        """{admin form field: Django form field}, with the help texts `form_helps` gave (merged
+        over the definitions declaring the same name)."""
+        return {name: self.form_field(help_texts[name])}
+
+    def form_field(self, help_text=""):
         return forms.CharField(required=False, help_text=help_text)
+
+    def form_initial(self, name, value):
+        """{admin form field: initial value} from the stored filter's value."""
+        return {name: value}
+
+    def from_form(self, name, data):
+        """The value for parse_event from the form's cleaned data (None when left empty)."""
+        return data.get(name)
+
+
+def blank(choices):
+    return [("", "—")] + [(c, c) for c in choices]
 
 
 class Choice(Field):
-    def __init__(self, choices, default=None, required=False):
+    def __init__(self, choices, default=None, required=False, help=""):
+        super().__init__(help)
         self.choices, self.default, self.required = choices, default, required
 
     def read(self, reader, name):
@@ -205,25 +237,32 @@ class Choice(Field):
         return serializers.ChoiceField(choices=self.choices, required=self.required, allow_null=not self.required,
                                        help_text=f"Default {self.default}." if self.default else "")
 
+    def form_field(self, help_text=""):
+        return forms.ChoiceField(choices=blank(self.choices), required=False, help_text=help_text)
+
 
 class Integer(Field):
-    def __init__(self, default, low, high):
+    def __init__(self, default, low, high, help=""):
+        super().__init__(help)
         self.default, self.low, self.high = default, low, high
 
     def read(self, reader, name):
         return reader.integer(name, self.default, self.low, self.high)
 
-    def form_field(self, help_text=""):
-        from django import forms
+    def form_help(self):
+        bounds = f"{self.low} to {self.high}, default {self.default}"
+        return f"{self.help} ({bounds})." if self.help else f"{bounds.capitalize()}."
 
-        return forms.IntegerField(required=False, help_text=f"{help_text} {self.low} to {self.high}, default {self.default}.".strip())
+    def form_field(self, help_text=""):
+        return forms.IntegerField(required=False, help_text=help_text)
 
     def schema(self):
         return serializers.IntegerField(min_value=self.low, max_value=self.high, required=False, help_text=f"Default {self.default}.")
 
 
 class Number(Field):
-    def __init__(self, default=None, positive=False, required=False):
+    def __init__(self, default=None, positive=False, required=False, help=""):
+        super().__init__(help)
         self.default, self.positive, self.required = default, positive, required
 
     def read(self, reader, name):
@@ -234,9 +273,13 @@ class Number(Field):
         help_text = ("Greater than 0." if self.positive else "A finite number.") + (f" Default {self.default}." if self.default else "")
         return field(required=self.required, help_text=help_text)
 
+    def form_field(self, help_text=""):
+        return forms.FloatField(required=False, help_text=help_text)
+
 
 class Regex(Field):
-    def __init__(self, required=False):
+    def __init__(self, required=False, help=""):
+        super().__init__(help)
         self.required = required
         self.optional = not required
 
@@ -249,8 +292,13 @@ class Regex(Field):
 
 
 class Text(Field):
-    def __init__(self, max_length, optional=False):
-        self.max_length, self.optional = max_length, optional
+    def __init__(self, max_length, optional=False, help="", rows=None):
+        super().__init__(help)
+        self.max_length, self.optional, self.rows = max_length, optional, rows  # rows: a text area in the admin form
+
+    def form_field(self, help_text=""):
+        widget = forms.Textarea(attrs={"rows": self.rows}) if self.rows else None
+        return forms.CharField(required=False, widget=widget, help_text=help_text)
 
     def read(self, reader, name):
         return reader.text(name, self.max_length)
@@ -260,6 +308,8 @@ class Text(Field):
 
 
 class Metric(Field):
+    help = "The metric name, e.g. loss or val/acc."
+
     def read(self, reader, name):
         return reader.metric(name)
 
@@ -276,6 +326,10 @@ class States(Field):
         return serializers.ListField(child=serializers.ChoiceField(choices=choices), min_length=1,
                                      help_text="CRASHED counts as FAILED; KILLED never triggers. Either case.")
 
+    def form_field(self, help_text=""):
+        return forms.MultipleChoiceField(choices=[(s, s) for s in RUN_STATES], required=False, widget=forms.CheckboxSelectMultiple,
+                                         help_text=help_text)
+
 
 class RunFilterSchema(serializers.Serializer):
     user = serializers.CharField(max_length=MAX_USERNAME, required=False, help_text="Only runs of this username.")
@@ -283,7 +337,11 @@ class RunFilterSchema(serializers.Serializer):
 
 
 class RunFilter(Field):
+    """Only runs of a user and/or whose display name matches: two admin form fields."""
+
     optional = True
+    form_last = True
+    FORM = {"user": "run_user", "name_regex": "run_name_regex"}  # {key in the filter: admin form field}
 
     def read(self, reader, name):
         value = reader.data.get(name)
@@ -306,11 +364,24 @@ class RunFilter(Field):
     def schema(self):
         return RunFilterSchema(required=False, allow_null=True)
 
+    def form_helps(self, name):
+        return {"run_user": "Run events: only runs of this username.", "run_name_regex": "Run events: only runs whose display name matches."}
+
+    def form_fields(self, name, help_texts):
+        return {form_name: forms.CharField(required=False, help_text=help_texts[form_name]) for form_name in self.FORM.values()}
+
+    def form_initial(self, name, value):
+        return {form_name: (value or {}).get(key, "") for key, form_name in self.FORM.items()}
+
+    def from_form(self, name, data):
+        return {key: data[form_name] for key, form_name in self.FORM.items() if data.get(form_name)}
+
 
 class Name(Field):
     """The name of a project, registry or collection of the team."""
 
     def __init__(self, max_length):
+        super().__init__()
         self.max_length = max_length
 
     def read(self, reader, name):
@@ -324,17 +395,41 @@ class Name(Field):
 
 
 class Integration(Field):
-    """Read by parse_action, which resolves it against the team."""
+    """Read by parse_action, which resolves it against the team. The admin form offers the
+    integrations (of the user's teams: AutomationForm narrows the queryset) and stores its id."""
 
     def schema(self):
         return IntegrationRefField(help_text="The id or name of an integration of the team, of the action's kind.")
 
+    def form_field(self, help_text=""):
+        from actions.models import Integration as IntegrationModel
+
+        queryset = IntegrationModel.objects.select_related("team").defer("signing_key", "previous_signing_key")
+        return forms.ModelChoiceField(queryset, required=False, help_text=help_text)
+
+    def from_form(self, name, data):
+        return data[name].pk if data.get(name) else None
+
 
 class Payload(Field):
-    """Read by parse_action, which checks its variables against the integration's secrets."""
+    """Read by parse_action, which checks its variables against the integration's secrets. The
+    admin form edits it as JSON text."""
 
     def schema(self):
         return PayloadField(help_text="A JSON template; ${variable} references are filled in when sent.")
+
+    def form_field(self, help_text=""):
+        return forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "class": "vLargeTextField"}),
+                               help_text=help_text)
+
+    def form_initial(self, name, value):
+        return {name: json.dumps(value, indent=2)}
+
+    def from_form(self, name, data):
+        try:
+            return json.loads(data.get(name) or "null")
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
 
 
 @extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1, "maxLength": 64}]})
@@ -359,6 +454,35 @@ SCOPE_NAMES = {
     ScopeType.REGISTRY_COLLECTION: {"registry": Name(64), "collection": Name(128)},
     ScopeType.TEAM: {},
 }
+
+def declarations(tables):
+    """{field name: spec Field} over several {name: Field} tables (the first declaring each name)."""
+    declared = {}
+    for fields in tables:
+        for name, field in fields.items():
+            declared.setdefault(name, field)
+    return declared
+
+
+def build_form_fields(tables):
+    """{admin form field name: Django form field} over several {name: Field} tables (the event
+    type definitions' filters, or the action kinds' fields): one per name, built by the first
+    declaration of it; its help text the distinct help texts of all that declare it, in order.
+    Fields marked `form_last` (the run filter's two) come after the others."""
+    tables = list(tables)
+    helps = {}
+    for fields in tables:
+        for name, field in fields.items():
+            for form_name, help_text in field.form_helps(name).items():
+                texts = helps.setdefault(form_name, [])
+                if help_text and help_text not in texts:
+                    texts.append(help_text)
+    joined = {form_name: " ".join(texts) for form_name, texts in helps.items()}
+    built = {}
+    for name, field in sorted(declarations(tables).items(), key=lambda item: item[1].form_last):
+        built.update(field.form_fields(name, joined))
+    return built
+
 
 def event_fields():
     """{event type: {field: Field}}, from the definitions."""

@@ -145,15 +145,63 @@ def test_field_map_for_the_admin_script_comes_from_the_definitions():
         assert set(fields) <= set(FILTER_FORM_FIELDS)
 
 
-def test_a_filter_field_only_a_definition_declares_gets_its_admin_form_field():
-    """RUN_STALLED's `minutes` is declared nowhere in automations/admin.py: the form has it."""
+def test_every_filter_field_of_every_definition_is_an_admin_form_field_with_its_help_text():
+    """The admin form's event filter fields all come from the definitions: one per name, with the
+    help text of each definition declaring it; automations/admin.py writes none of them."""
     from django import forms
 
-    from automations.admin import FILTER_FORM_FIELDS, GENERATED_FILTER_FIELDS, AutomationForm
+    from automations.admin import FILTER_FIELDS, FILTER_FORM_FIELDS, AutomationForm
 
-    assert list(GENERATED_FILTER_FIELDS) == ["minutes"]
-    field = AutomationForm.base_fields["minutes"]
-    assert isinstance(field, forms.IntegerField) and not field.required
-    assert "1 to 10080, default 10" in field.help_text
+    expected = {}
+    for definition in event_types.REGISTRY.values():
+        for name, field in definition.fields.items():
+            for form_name, help_text in field.form_helps(name).items():
+                assert help_text, f"{definition.name}.{name}: no help text for {form_name}"
+                expected.setdefault(form_name, []).append(help_text)
+    assert set(FILTER_FORM_FIELDS) == set(expected) and len(FILTER_FORM_FIELDS) == len(expected)
     assert FILTER_FORM_FIELDS[-3:] == ["minutes", "run_user", "run_name_regex"]
-    assert "minutes" not in (Path(ROOT) / "automations" / "admin.py").read_text()
+    form = AutomationForm()
+    for form_name, texts in expected.items():
+        field = form.fields[form_name]
+        assert not field.required
+        for text in texts:
+            assert text in field.help_text, (form_name, text)
+        # the form's field is the generated one, not one written in the class
+        assert AutomationForm.declared_fields[form_name] is FILTER_FIELDS[form_name]
+    source = ast.parse((Path(ROOT) / "automations" / "admin.py").read_text())
+    (form_class,) = [node for node in source.body if isinstance(node, ast.ClassDef) and node.name == "AutomationForm"]
+    written = {target.id for node in form_class.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    assert written & set(expected) == set(), "AutomationForm declares event filter fields by hand"
+    assert "collection" in written  # the check sees fields written in the class (the scope's)
+    # kinds and choices come from the spec fields
+    assert isinstance(AutomationForm.base_fields["minutes"], forms.IntegerField)
+    assert "1 to 10080, default 10" in AutomationForm.base_fields["minutes"].help_text
+    assert isinstance(AutomationForm.base_fields["states"], forms.MultipleChoiceField)
+    assert isinstance(AutomationForm.base_fields["states"].widget, forms.CheckboxSelectMultiple)
+    assert isinstance(AutomationForm.base_fields["threshold"], forms.FloatField)
+    assert [c for c, _ in AutomationForm.base_fields["cmp"].choices] == ["", "$gt", "$gte", "$lt", "$lte", "$eq", "$ne"]
+    assert "Threshold:" in AutomationForm.base_fields["window"].help_text and "Z-score:" in AutomationForm.base_fields["window"].help_text
+
+
+def test_every_field_of_every_action_kind_is_an_admin_form_field_with_its_help_text():
+    """Likewise for the action: integration, payload, title, message, severity come from the kinds."""
+    from django import forms
+
+    from automations.admin import ACTION_FIELDS, ACTION_FORM_FIELDS, AutomationForm
+
+    expected = {}
+    for kind in action_kinds.KINDS.values():
+        for name, field in kind.fields.items():
+            assert field.form_help(), f"{kind.name}.{name}: no help text"
+            expected.setdefault(name, []).append(field.form_help())
+    assert sorted(ACTION_FORM_FIELDS) == sorted(expected) == ["integration", "message", "payload", "severity", "title"]
+    for name, texts in expected.items():
+        assert AutomationForm.declared_fields[name] is ACTION_FIELDS[name] and not ACTION_FIELDS[name].required
+        assert all(text in ACTION_FIELDS[name].help_text for text in texts)
+    source = ast.parse((Path(ROOT) / "automations" / "admin.py").read_text())
+    (form_class,) = [node for node in source.body if isinstance(node, ast.ClassDef) and node.name == "AutomationForm"]
+    written = {target.id for node in form_class.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    assert written & set(expected) == set()
+    assert isinstance(ACTION_FIELDS["integration"], forms.ModelChoiceField)
+    assert isinstance(ACTION_FIELDS["payload"].widget, forms.Textarea) and "${run_id}" in ACTION_FIELDS["payload"].help_text
+    assert [c for c, _ in ACTION_FIELDS["severity"].choices] == ["", "INFO", "WARN", "ERROR"]

@@ -26,6 +26,20 @@ def silent():
     return [name for name, kind in KINDS.items() if not kind.sends]
 
 
+def admin_form_fields():
+    """{admin form field name: Django form field} for every field of every kind."""
+    from ..spec import build_form_fields
+
+    return build_form_fields(kind.fields for kind in KINDS.values())
+
+
+def field_declarations():
+    """{field: spec Field} over the kinds (the first declaring each name)."""
+    from ..spec import declarations
+
+    return declarations(kind.fields for kind in KINDS.values())
+
+
 def form_fields():
     """{action kind: [admin form field names]}."""
     return {name: sorted(kind.fields) for name, kind in KINDS.items()}

@@ -18,7 +18,11 @@ class Slack(ActionKind):
     """A Block Kit message to a channel, at most about one a second per channel (Slack's pace)."""
 
     name = ActionType.SLACK
-    fields = {"integration": Integration(), "title": Text(200), "message": Text(3000), "severity": Choice(SEVERITIES, default="INFO")}
+    fields = {
+        "integration": Integration(help="The integration the action sends through (of the action's kind)."),
+        "title": Text(200, help="SLACK: title template."), "message": Text(3000, rows=3, help="SLACK: message template (mrkdwn)."),
+        "severity": Choice(SEVERITIES, default="INFO", help="SLACK: the message's severity (default INFO)."),
+    }
     integration_kind = IntegrationKind.SLACK
 
     def parse(self, team, data, r):

@@ -1,7 +1,7 @@
 import json
 
 from actions.models import IntegrationKind
-from actions.payloads import MASK, render, unknown_variables
+from actions.payloads import MASK, VARIABLES, render, unknown_variables
 from actions.transports import Message
 from teams.api_input import refusal
 
@@ -16,7 +16,11 @@ class Webhook(ActionKind):
     """POST a JSON payload rendered from a template (secrets by name), signed (Standard Webhooks)."""
 
     name = ActionType.WEBHOOK
-    fields = {"integration": Integration(), "payload": Payload()}
+    fields = {
+        "integration": Integration(help="The integration the action sends through (of the action's kind)."),
+        "payload": Payload(help="WEBHOOK: a JSON template. Variables: " + ", ".join("${" + v + "}" for v in VARIABLES)
+                           + ", and the webhook's secrets by name (${ACCESS_TOKEN}, ${SECRET_NAME})."),
+    }
     integration_kind = IntegrationKind.WEBHOOK
 
     def parse(self, team, data, r):

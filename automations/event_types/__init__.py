@@ -48,6 +48,21 @@ def filter_form_fields():
     return {name: definition.form_fields() for name, definition in REGISTRY.items()}
 
 
+def admin_form_fields():
+    """{admin form field name: Django form field} for every filter field of every definition
+    (automations.spec.build_form_fields: one per name, the help texts of all that declare it)."""
+    from ..spec import build_form_fields
+
+    return build_form_fields(definition.fields for definition in REGISTRY.values())
+
+
+def filter_declarations():
+    """{filter field: spec Field} over the definitions (the first declaring each name)."""
+    from ..spec import declarations
+
+    return declarations(definition.fields for definition in REGISTRY.values())
+
+
 def sweep(now=None):
     """Give each definition its turn in the periodic sweep (RUN_STALLED finds silent runs)."""
     return sum(definition.sweep(now) or 0 for definition in REGISTRY.values())

@@ -13,7 +13,7 @@ class AddArtifactAlias(ArtifactEvent):
     name = EventType.ADD_ARTIFACT_ALIAS
     records = (EventType.ADD_ARTIFACT_ALIAS,)
     scopes = (ScopeType.PROJECT, ScopeType.ARTIFACT_COLLECTION, ScopeType.REGISTRY, ScopeType.REGISTRY_COLLECTION, ScopeType.TEAM)
-    fields = {"alias_regex": Regex(required=True)}
+    fields = {"alias_regex": Regex(required=True, help="ADD_ARTIFACT_ALIAS (required): regex searched in the alias (anchor with ^ and $).")}
 
     def match(self, automation, event, condition):
         alias = event.facts.get("alias")

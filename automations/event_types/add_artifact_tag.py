@@ -13,7 +13,7 @@ class AddArtifactTag(ArtifactEvent):
     name = EventType.ADD_ARTIFACT_TAG
     records = (EventType.ADD_ARTIFACT_TAG,)
     scopes = (ScopeType.PROJECT, ScopeType.ARTIFACT_COLLECTION, ScopeType.REGISTRY, ScopeType.REGISTRY_COLLECTION, ScopeType.TEAM)
-    fields = {"tag_regex": Regex(required=True)}
+    fields = {"tag_regex": Regex(required=True, help="Regex searched in the tag (anchor with ^ and $). Required for ADD_ARTIFACT_TAG.")}
 
     def match(self, automation, event, condition):
         tag = event.facts.get("tag")

@@ -47,8 +47,8 @@ class EventDefinition:
 
     def form_fields(self):
         """The admin form fields of its filter (a run filter is two of them)."""
-        names = sorted(name.replace("run_filter", "run_user") for name in self.fields)
-        return names + (["run_name_regex"] if "run_filter" in self.fields else [])
+        own = sorted(n for name, field in self.fields.items() if not field.form_last for n in field.form_helps(name))
+        return own + [n for name, field in self.fields.items() if field.form_last for n in field.form_helps(name)]
 
 
 class ArtifactEvent(EventDefinition):

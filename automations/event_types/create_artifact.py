@@ -13,7 +13,7 @@ class CreateArtifact(ArtifactEvent):
     name = EventType.CREATE_ARTIFACT
     records = (EventType.CREATE_ARTIFACT,)
     scopes = (ScopeType.PROJECT, ScopeType.ARTIFACT_COLLECTION, ScopeType.TEAM)
-    fields = {"collection_type": Text(64, optional=True)}
+    fields = {"collection_type": Text(64, optional=True, help="CREATE_ARTIFACT: only collections of this type, e.g. model.")}
 
     def match(self, automation, event, condition):
         wanted = automation.event_filter.get("collection_type")

@@ -13,7 +13,7 @@ class LinkArtifact(ArtifactEvent):
     name = EventType.LINK_ARTIFACT
     records = (EventType.LINK_ARTIFACT,)
     scopes = (ScopeType.REGISTRY, ScopeType.REGISTRY_COLLECTION, ScopeType.TEAM)
-    fields = {"alias_regex": Regex()}
+    fields = {"alias_regex": Regex(help="LINK_ARTIFACT: only links with an alias matching this regex.")}
 
     def match(self, automation, event, condition):
         pattern, aliases = automation.event_filter.get("alias_regex"), event.facts.get("aliases", [])

@@ -12,9 +12,14 @@ class RunMetricChange(MetricCondition):
 
     name = EventType.RUN_METRIC_CHANGE
     fields = {
-        "metric": Metric(), "agg": Choice(AGGS, default="AVERAGE"), "current_window": Integer(10, 1, 1000),
-        "prior_window": Integer(50, 1, 10000), "change_type": Choice(("ABSOLUTE", "RELATIVE"), default="RELATIVE"),
-        "change_dir": Choice(DIRS, default="ANY"), "change_amount": Number(positive=True, required=True), "run_filter": run_filter_field(),
+        "metric": Metric(),
+        "agg": Choice(AGGS, default="AVERAGE", help="Change: aggregation of each window (default AVERAGE)."),
+        "current_window": Integer(10, 1, 1000, help="Change: values in the current window"),
+        "prior_window": Integer(50, 1, 10000, help="Change: values in the window before it"),
+        "change_type": Choice(("ABSOLUTE", "RELATIVE"), default="RELATIVE", help="Default RELATIVE: (current − prior) / |prior|."),
+        "change_dir": Choice(DIRS, default="ANY", help="Change: the direction (default ANY)."),
+        "change_amount": Number(positive=True, required=True, help="Change at least this much; a fraction for RELATIVE (0.25 = 25 %)."),
+        "run_filter": run_filter_field(),
     }
 
     def size(self, f):

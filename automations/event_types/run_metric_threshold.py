@@ -13,8 +13,12 @@ class RunMetricThreshold(MetricCondition):
 
     name = EventType.RUN_METRIC_THRESHOLD
     fields = {
-        "metric": Metric(), "window": Integer(5, 1, 1000), "agg": Choice(AGGS), "cmp": Choice(CMPS, required=True),
-        "threshold": Number(required=True), "run_filter": run_filter_field(),
+        "metric": Metric(),
+        "window": Integer(5, 1, 1000, help="Threshold: the N most recent values"),
+        "agg": Choice(AGGS, help="Threshold: aggregation of the window; none = the latest value."),
+        "cmp": Choice(CMPS, required=True, help="Threshold: comparison with the threshold."),
+        "threshold": Number(required=True, help="Threshold: the threshold value."),
+        "run_filter": run_filter_field(),
     }
 
     def size(self, f):

@@ -15,8 +15,13 @@ class RunMetricZscore(MetricCondition):
 
     name = EventType.RUN_METRIC_ZSCORE
     fields = {
-        "metric": Metric(), "window": Integer(30, 2, 1000), "threshold": Number(default=3.0, positive=True),
-        "change_dir": Choice(DIRS, default="ANY"), "basis": Choice(("runs", "history"), default="runs"), "run_filter": run_filter_field(),
+        "metric": Metric(),
+        "window": Integer(30, 2, 1000, help="Z-score: the reference size"),
+        "threshold": Number(default=3.0, positive=True, help="Z-score: the |z| threshold (default 3)."),
+        "change_dir": Choice(DIRS, default="ANY", help="Z-score: the direction of z (default ANY)."),
+        "basis": Choice(("runs", "history"), default="runs",
+                        help="Z-score against other runs' latest values (runs) or the run's own preceding values (history)."),
+        "run_filter": run_filter_field(),
     }
 
     def size(self, f):

@@ -36,7 +36,7 @@ def last_activity(run):
 class RunStalled(RunEvent):
     name = EventType.RUN_STALLED
     records = (EventType.RUN_STALLED,)
-    fields = {"minutes": Integer(10, 1, 10080), "run_filter": run_filter_field()}
+    fields = {"minutes": Integer(10, 1, 10080, help="RUN_STALLED: minutes without anything logged"), "run_filter": run_filter_field()}
     variables = {"last_activity": "RUN_STALLED: when the run last logged anything (ISO 8601, UTC)"}
 
     def wants_condition(self, automation, event):

@@ -11,7 +11,7 @@ class RunState(RunEvent):
 
     name = EventType.RUN_STATE
     records = (EventType.RUN_STATE,)
-    fields = {"states": States(), "run_filter": run_filter_field()}
+    fields = {"states": States(help="RUN_STATE: CRASHED counts as FAILED; KILLED never triggers."), "run_filter": run_filter_field()}
 
     def match_run(self, automation, event, condition):
         state = STATE_NAMES.get(event.facts.get("new_state"))
