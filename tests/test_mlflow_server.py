@@ -214,15 +214,18 @@ def test_metrics_become_history_one_call_one_batch_and_non_finite_values_round_t
 
 
 def test_log_batch_costs_the_same_queries_for_ten_or_a_thousand_metrics(as_bob):
-    run_id = new_run(as_bob)
+    """The first batch of a run creates its metric records, later ones add to them: each costs the
+    same whether it carries ten metrics or a thousand."""
+    small, large = new_run(as_bob), new_run(as_bob)
 
-    def queries(n, offset):
+    def queries(run_id, n, offset):
         metrics = [{"key": f"m{i % 5}", "value": i, "timestamp": 1_700_000_000_000 + offset + i, "step": offset + i} for i in range(n)]
         with CaptureQueriesContext(connection) as captured:
             assert as_bob("POST", "runs/log-batch", {"run_id": run_id, "metrics": metrics})[0] == 200
         return len(captured)
 
-    assert queries(10, 0) == queries(1000, 100)
+    assert queries(small, 10, 0) == queries(large, 1000, 0)  # metrics new to the run
+    assert queries(small, 10, 2000) == queries(large, 1000, 2000)  # metrics the run has
 
 
 def test_a_deleted_run_refuses_writes_with_invalid_state(as_bob):
