@@ -66,8 +66,8 @@ def deliver_now(pks):
 
 @metrics.timed_evaluation
 def evaluate_event(event_id):
-    """Create one execution per automation the event triggers, and nudge a delivery task when
-    any has something to deliver. Safe to run twice: executions are unique per (automation,
+    """Create one execution per automation the event triggers; returns the ids of those to
+    deliver (the caller sends them or nudges a task that does). Safe to run twice: executions are unique per (automation,
     event), and the event is locked while it is evaluated, so a second evaluation finds it
     evaluated, or being evaluated (skipped), with one query."""
     waiting = Event.objects.filter(pk=event_id, evaluated_at__isnull=True, sample=False)
