@@ -95,7 +95,7 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
             record.last_step, record.last_value, record.last_raw = step, value, raw
         to_update.append(record)
     if to_update:
-        RunMetric.objects.bulk_update(to_update, ["count", "updated_at", "last_step", "last_value", "last_raw"])
+        _update_records(to_update, now)
 
     if skip_stored:
         steps, accepted = [point[2] for point in points], len({point[0] for point in points})
@@ -105,6 +105,28 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
         sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
     )
     return accepted
+
+
+def _update_records(records, now):
+    """One UPDATE of the run's locked metric records, as `bulk_update` would write it but
+    without building and resolving its CASE expressions in Python (a tenth of a batch's
+    request): each column a CASE on the primary key, every value cast to its column's type."""
+    qn = connection.ops.quote_name
+    fields = {name: RunMetric._meta.get_field(name) for name in ("count", "last_step", "last_value", "last_raw")}
+    sets, params = [], []
+    for name, field in fields.items():
+        cast = field.cast_db_type(connection)
+        sets.append(f"{qn(field.column)} = CASE {qn('id')} " + " ".join(f"WHEN %s THEN CAST(%s AS {cast})" for _ in records) + " END")
+        for record in records:
+            params += [record.pk, getattr(record, field.attname)]
+    sets.append(f"{qn(RunMetric._meta.get_field('updated_at').column)} = %s")
+    params.append(connection.ops.adapt_datetimefield_value(now))
+    params += [record.pk for record in records]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(RunMetric._meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} IN ({', '.join(['%s'] * len(records))})",
+            params,
+        )
 
 
 def _new_points(run, points):
