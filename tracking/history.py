@@ -1,6 +1,7 @@
 """Metric history: one bulk insert per batch, and the per-run latest values kept current."""
 
 import json
+import math
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Value
@@ -35,25 +36,43 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     """
     now = timezone.now()
     points = []  # (row number, key, step, value, raw, timestamp)
+    append, isfinite = points.append, math.isfinite
     for number, row in enumerate(rows):
         step, ts = row["step"], row.get("timestamp") or now
         for key, logged in row["metrics"].items():
-            points.append((number, key, step, *_split(logged), ts))
+            # _split inlined for the common case, a finite float or int (not bool): 5,000 calls
+            # a batch measured a tenth of the request
+            kind = type(logged)
+            if kind is float and isfinite(logged):
+                append((number, key, step, logged, None, ts))
+            elif kind is int:
+                append((number, key, step, float(logged), None, ts))
+            else:
+                append((number, key, step, *_split(logged), ts))
     if skip_stored and points:
         points = _new_points(run, points)
     if not points:
         return 0
 
+    # One pass: each metric's latest value and count, and the rows to insert. A timestamp is
+    # adapted for the database once per row, not once per value (a fifth of the request when
+    # it was per value): the points of one row are consecutive and share their timestamp.
     latest = {}  # key -> (step, value, raw, count)
-    for _, key, step, value, raw, _ in points:
-        prev = latest.get(key)
-        count = (prev[3] if prev else 0) + 1
-        if prev is None or step >= prev[0]:
-            latest[key] = (step, value, raw, count)
-        else:
-            latest[key] = (*prev[:3], count)
     adapt = connection.ops.adapt_datetimefield_value
-    _insert_points([(run.pk, key, step, value, raw, adapt(ts)) for _, key, step, value, raw, ts in points])
+    run_pk, last_ts, last_db = run.pk, None, None
+    to_insert = []
+    for _, key, step, value, raw, ts in points:
+        prev = latest.get(key)
+        if prev is None:
+            latest[key] = (step, value, raw, 1)
+        elif step >= prev[0]:
+            latest[key] = (step, value, raw, prev[3] + 1)
+        else:
+            latest[key] = (*prev[:3], prev[3] + 1)
+        if ts is not last_ts:
+            last_ts, last_db = ts, adapt(ts)
+        to_insert.append((run_pk, key, step, value, raw, last_db))
+    _insert_points(to_insert)
 
     # Lock the run's metric records so that concurrent batches for one run add up. A metric new
     # to the run gets its record first (count 0; a concurrent first batch may create it first:
@@ -76,7 +95,7 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
             record.last_step, record.last_value, record.last_raw = step, value, raw
         to_update.append(record)
     if to_update:
-        RunMetric.objects.bulk_update(to_update, ["count", "updated_at", "last_step", "last_value", "last_raw"])
+        _update_records(to_update, now)
 
     if skip_stored:
         steps, accepted = [point[2] for point in points], len({point[0] for point in points})
@@ -86,6 +105,28 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
         sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
     )
     return accepted
+
+
+def _update_records(records, now):
+    """One UPDATE of the run's locked metric records, as `bulk_update` would write it but
+    without building and resolving its CASE expressions in Python (a tenth of a batch's
+    request): each column a CASE on the primary key, every value cast to its column's type."""
+    qn = connection.ops.quote_name
+    fields = {name: RunMetric._meta.get_field(name) for name in ("count", "last_step", "last_value", "last_raw")}
+    sets, params = [], []
+    for name, field in fields.items():
+        cast = field.cast_db_type(connection)
+        sets.append(f"{qn(field.column)} = CASE {qn('id')} " + " ".join(f"WHEN %s THEN CAST(%s AS {cast})" for _ in records) + " END")
+        for record in records:
+            params += [record.pk, getattr(record, field.attname)]
+    sets.append(f"{qn(RunMetric._meta.get_field('updated_at').column)} = %s")
+    params.append(connection.ops.adapt_datetimefield_value(now))
+    params += [record.pk for record in records]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(RunMetric._meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} IN ({', '.join(['%s'] * len(records))})",
+            params,
+        )
 
 
 def _new_points(run, points):

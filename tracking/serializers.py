@@ -121,35 +121,42 @@ def validate_history(body):
     if len(rows) > MAX_ROWS:
         raise serializers.ValidationError({"rows": [f"At most {MAX_ROWS} rows per call."]})
     cleaned = []
+    good_keys = set()  # metric names already checked: a batch repeats the same few
     for i, row in enumerate(rows):
-        def bad(message):
-            return serializers.ValidationError({"rows": [f"row {i}: {message}"]})
-
-        if not isinstance(row, dict):
-            raise bad("must be an object with step and metrics")
-        if set(row) - ROW_FIELDS:
-            raise bad(f"unknown field {shown(sorted(set(row) - ROW_FIELDS)[0])!r}; a row takes step, metrics and timestamp")
+        if type(row) is not dict:
+            raise _bad_row(i, "must be an object with step and metrics")
+        if not row.keys() <= ROW_FIELDS:
+            raise _bad_row(i, f"unknown field {shown(sorted(set(row) - ROW_FIELDS)[0])!r}; a row takes step, metrics and timestamp")
         step = row.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
-            raise bad(f"step must be a whole number from 0 to {MAX_STEP}")
+        if type(step) is not int or not 0 <= step <= MAX_STEP:  # type(): bool is not a step
+            raise _bad_row(i, f"step must be a whole number from 0 to {MAX_STEP}")
         metrics = row.get("metrics")
-        if not isinstance(metrics, dict):
-            raise bad("metrics must be an object of metric name to value")
+        if type(metrics) is not dict:
+            raise _bad_row(i, "metrics must be an object of metric name to value")
         for key, value in metrics.items():
-            if not METRIC_KEY_RE.match(key):
-                raise bad(f"metric name {shown(key)!r} is not valid (letters, digits and _./:@+-, up to 128)")
+            if key not in good_keys:
+                if not METRIC_KEY_RE.match(key):
+                    raise _bad_row(i, f"metric name {shown(key)!r} is not valid (letters, digits and _./:@+-, up to 128)")
+                good_keys.add(key)
+            kind = type(value)
+            if kind is float or kind is int:
+                continue
             if isinstance(value, (dict, list)):
-                raise bad(f"metric {key!r} must be a number (or a scalar kept as logged)")
+                raise _bad_row(i, f"metric {key!r} must be a number (or a scalar kept as logged)")
             if isinstance(value, str) and len(value) > MAX_METRIC_TEXT:
-                raise bad(f"metric {key!r}: text is kept up to {MAX_METRIC_TEXT} characters; this is {len(value)}")
+                raise _bad_row(i, f"metric {key!r}: text is kept up to {MAX_METRIC_TEXT} characters; this is {len(value)}")
         clean = {"step": step, "metrics": metrics}
         if row.get("timestamp") is not None:
             ts = _timestamp(row["timestamp"])
             if ts is None:
-                raise bad("timestamp must be ISO 8601 or seconds since the epoch")
+                raise _bad_row(i, "timestamp must be ISO 8601 or seconds since the epoch")
             clean["timestamp"] = ts
         cleaned.append(clean)
     return cleaned
+
+
+def _bad_row(i, message):
+    return serializers.ValidationError({"rows": [f"row {i}: {message}"]})
 
 
 def version_data(version, request=None):
