@@ -5,7 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.urls import reverse
 
@@ -232,11 +232,12 @@ class ArtifactCollection(models.Model):
     def allocate_index(self):
         """Take the next version index. Call inside a transaction: the row lock serialises
         concurrent creations (SQLite's IMMEDIATE transactions already hold the write lock)."""
-        locked = ArtifactCollection.objects.select_for_update().only("next_index").get(pk=self.pk)
-        index = locked.next_index
-        ArtifactCollection.objects.filter(pk=self.pk).update(next_index=index + 1)
-        self.next_index = index + 1
-        return index
+        # one statement, not a locking read then a write: the UPDATE takes the same row lock
+        table = connection.ops.quote_name(ArtifactCollection._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET next_index = next_index + 1 WHERE id = %s RETURNING next_index", [self.pk])
+            self.next_index = cursor.fetchone()[0]
+        return self.next_index - 1
 
     def resolve(self, ref):
         """The version named by `vN` or an alias; raises ArtifactVersion.DoesNotExist."""

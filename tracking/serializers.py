@@ -159,15 +159,16 @@ def _bad_row(i, message):
     return serializers.ValidationError({"rows": [f"row {i}: {message}"]})
 
 
-def version_data(version, request=None):
-    """A version as the API shows it; a registry version shows the artifact it links."""
+def version_data(version, request=None, aliases=None, tags=None):
+    """A version as the API shows it; a registry version shows the artifact it links. `aliases`
+    and `tags`: the names it holds when the caller knows them (it just made them)."""
     collection = version.collection
     data = {
         "id": version.id,
         "version": version.version,
         "index": version.index,
-        "aliases": sorted(a.alias for a in version.aliases.all()),
-        "tags": sorted(t.tag for t in version.tags.all()),
+        "aliases": sorted(a.alias for a in version.aliases.all()) if aliases is None else sorted(set(aliases)),
+        "tags": sorted(t.tag for t in version.tags.all()) if tags is None else sorted(set(tags)),
         "metadata": version.metadata,
         "digest": version.digest,
         "description": version.description,
