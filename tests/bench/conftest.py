@@ -15,13 +15,15 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def bench_server(tmp_path):
-    """bench_server(**env) starts a fresh server + worker on a database of its own (stopped
+    """bench_server(worker=True, static=False, **env) starts a fresh server + worker on a database of its own (stopped
     after the test): rows do not inherit each other's backlog."""
     started = []
 
-    def start(worker=True, **env):
-        server = BenchServer(tmp_path / f"server{len(started)}", worker=worker, env=env).start()
-        started.append(server)
+    def start(worker=True, static=False, **env):
+        server = BenchServer(tmp_path / f"server{len(started)}", worker=worker, env=env)
+        if static:  # before the server starts: WhiteNoise lists the static files once, at start
+            server.manage("collectstatic", "--noinput", "-v", "0")
+        started.append(server.start())
         return server
 
     yield start

@@ -55,8 +55,7 @@ def time_to_charts(browser, url):
 
 
 def test_a_million_point_run_renders_its_charts(bench_server, chromium):
-    server = bench_server(worker=False)
-    server.manage("collectstatic", "--noinput", "-v", "0")  # served by WhiteNoise, as in production
+    server = bench_server(worker=False, static=True)  # static files served by WhiteNoise, as in production
     base, bob = server.api()
     bob.post(f"{base}/projects/", json={"name": "charts"}).raise_for_status()
     for run_id in ["million", "thousand"]:
