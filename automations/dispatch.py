@@ -1,8 +1,10 @@
 """Handing work to the task queue without flooding it.
 
 The database is the queue; broker tasks only wake workers up. A `deliver` task claims due
-executions until none is left (automations.lifecycle), an `evaluate` task evaluates events whose
-own evaluation task is late. Enqueuing one is a *nudge*. A nudge is outstanding from the moment
+executions until none is left (automations.lifecycle), an `evaluate` task evaluates the events
+not evaluated yet and delivers what they trigger (automations.tasks). Enqueuing one is a *nudge*;
+every event committed nudges an `evaluate` task (`wake`), and the ticker nudges for events that
+are late all the same. A nudge is outstanding from the moment
 it is enqueued until its task starts, and while one is outstanding no other of its kind is
 enqueued: however deep the queue and however often the ticker looks, it holds at most one nudge
 of each kind, and the extra tasks a deep queue used to pile up do not exist.
@@ -17,6 +19,7 @@ import logging
 import os
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -29,7 +32,7 @@ from . import event_types, lifecycle
 from .models import Nudge
 
 logger = logging.getLogger("tripline.dispatch")
-TASKS = {"deliver": "automations.tasks.deliver_due", "evaluate": "automations.tasks.evaluate_late"}
+TASKS = {"deliver": "automations.tasks.deliver_due", "evaluate": "automations.tasks.evaluate_pending"}
 NUDGE_GRACE = timedelta(seconds=5)
 NUDGE_LOST_AFTER = timedelta(seconds=60)
 BUDGET = 10  # seconds a task keeps claiming work before it makes way for other tasks
@@ -42,10 +45,20 @@ def nudge(kind, force=False):
     now = timezone.now()
     token = lifecycle.new_token()
     free = Q() if force else Q(queued_at__isnull=True) | Q(queued_at__lt=now - NUDGE_LOST_AFTER)
-    if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
-        return False
-    async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}", broker=broker())
+    with transaction.atomic():  # on the database broker, one write transaction for both rows
+        if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
+            return False
+        async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}", broker=broker())
     return True
+
+
+def wake(kind):
+    """`nudge`, unless a task of `kind` is waiting to start: then it will see what the caller has
+    committed (a task frees its nudge before it looks for work), and this is one read — no write,
+    no broker — which is what a burst of events costs while a task is waiting."""
+    if Nudge.objects.filter(kind=kind, queued_at__gte=timezone.now() - NUDGE_LOST_AFTER).exists():
+        return False
+    return nudge(kind)
 
 
 def _take(kind, condition, token, now):

@@ -9,7 +9,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_q.conf import Conf
-from django_q.tasks import async_task
 
 from events.models import Event
 from ops import metrics
@@ -21,47 +20,70 @@ from .models import Automation, DeliveryAttempt, Execution, ExecutionStatus
 
 logger = logging.getLogger("tripline.evaluate")
 PRUNE_BATCH = 2000
-LATE_BATCH = 50
 
 
 def enqueue_evaluation(sender=None, event_id=None, **kwargs):
-    # the process's broker connection: django-q2 would connect anew for each task (to Redis: a
-    # new TCP connection inside every API call that stores an event)
-    async_task("automations.tasks.evaluate_and_deliver", event_id, task_name=f"evaluate-{event_id}", broker=dispatch.broker())
-
-
-def evaluate_and_deliver(event_id):
-    """An event's task: evaluate it, then deliver the executions it created here and now (one
-    broker hop from event to webhook), each claimed through the lifecycle like any other, so the
-    delivery guarantees are those of `deliver_due`. What is left when the task's time is up goes
-    back to the broker as a `deliver` nudge; retries wait for their time in the database."""
-    created = evaluate_event(event_id)
-    if created:
-        deliver_now(created)
-    return created
+    """Once an event has committed: make sure an `evaluate` task is on its way. While one waits
+    to start this is a read and nothing more, so a burst of events costs the broker one task,
+    not one per event, and the API's write path nothing."""
+    dispatch.wake("evaluate")
 
 
 @metrics.delivery_task
-def deliver_now(pks):
-    """Claim and deliver these executions (each only if it is still due: another worker may
-    have taken it), for BUDGET seconds at most; then nudge a `deliver` task for the rest.
-    Returns how many it delivered (counted as a delivery task)."""
-    pending = list(pks)
-    if len(pending) > 2 * settings.DELIVERY_THREADS and not Conf.SYNC:
-        dispatch.nudge("deliver")  # a fan-out: let an idle worker help
+def evaluate_pending(token=""):
+    """An `evaluate` nudge: evaluate the events not evaluated yet, oldest first, and deliver the
+    executions they create here and now (one broker hop from event to webhook), each claimed
+    through the lifecycle like any other, so the delivery guarantees are those of `deliver_due`.
+
+    Events are taken a thread-count at a time when the delivery threads want work
+    (delivery.deliver_all), so a backlog is worked through in batches — evaluations in this
+    thread, sends on the others — rather than one task per event. Events recorded after the task
+    started have nudged another task (dispatch.started frees the nudge first). What is left when
+    the task's time is up goes back to the broker as nudges; retries wait for their time in the
+    database. Returns how many executions it delivered."""
+    dispatch.started("evaluate", token)
+    pending, after, events_left = [], [0], [True]
 
     def claim(n):
-        while pending:
-            chunk, pending[:n] = pending[:n], []
-            claimed = lifecycle.claim_due(chunk)
-            if claimed:
-                return claimed
-        return []
+        while True:
+            if pending:
+                chunk, pending[:n] = pending[:n], []
+                claimed = lifecycle.claim_due(chunk)  # only those still due: another worker may have taken them
+                if claimed:
+                    return claimed
+                continue
+            if not events_left[0]:
+                return []
+            ids = list(unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", flat=True)[:n])
+            if not ids:
+                events_left[0] = False
+                return []
+            for after[0] in ids:
+                pending.extend(evaluate_safely(after[0]))
+            if len(pending) > 2 * settings.DELIVERY_THREADS and not Conf.SYNC:
+                dispatch.nudge("deliver")  # a fan-out: let an idle worker help
 
     delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
     if out_of_time:
-        dispatch.nudge("deliver")
+        if pending or lifecycle.due_exists():
+            dispatch.nudge("deliver")
+        if unevaluated().filter(pk__gt=after[0]).exists():
+            dispatch.nudge("evaluate")
     return len(delivered)
+
+
+def unevaluated():
+    return Event.objects.filter(evaluated_at__isnull=True, sample=False)
+
+
+def evaluate_safely(event_id):
+    """evaluate_event, but an event that cannot be evaluated (a bug, the database refusing) is
+    logged and left for the sweep, never holding up the events behind it."""
+    try:
+        return evaluate_event(event_id)
+    except Exception:
+        logger.exception("event %s could not be evaluated; the sweep tries again", event_id)
+        return []
 
 
 @metrics.timed_evaluation
@@ -70,7 +92,7 @@ def evaluate_event(event_id):
     deliver (the caller sends them or nudges a task that does). Safe to run twice: executions are unique per (automation,
     event), and the event is locked while it is evaluated, so a second evaluation finds it
     evaluated, or being evaluated (skipped), with one query."""
-    waiting = Event.objects.filter(pk=event_id, evaluated_at__isnull=True, sample=False)
+    waiting = unevaluated().filter(pk=event_id)
     if not waiting.exists():  # a duplicate or late task: one query, and no write lock taken
         return []
     with transaction.atomic():
@@ -91,7 +113,7 @@ def evaluate_event(event_id):
                 to_deliver.append(execution.pk)
         save_conditions(conditions)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
-    return to_deliver  # the caller delivers them (evaluate_and_deliver) or nudges a task that does
+    return to_deliver  # the caller delivers them (evaluate_pending)
 
 
 def create_execution(automation, event, context):
@@ -126,31 +148,6 @@ def deliver_due(token=""):
     if out_of_time and lifecycle.due_exists():
         dispatch.nudge("deliver")
     return len(delivered)
-
-
-def evaluate_late(token=""):
-    """An `evaluate` nudge: evaluate, oldest first, events whose own evaluation is late (lost, or
-    behind a deep queue: its task will then find the event evaluated, with one query)."""
-    dispatch.started("evaluate", token)
-    until = time.monotonic() + dispatch.BUDGET
-    last, evaluated, deliver = 0, 0, False
-    while time.monotonic() < until:
-        ids = list(dispatch.late_events().filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:LATE_BATCH])
-        if not ids:
-            break
-        for last in ids:
-            created = evaluate_event(last)
-            deliver = deliver or bool(created)
-            evaluated += 1
-            if time.monotonic() >= until:
-                break
-    if deliver:
-        dispatch.nudge("deliver")
-    if evaluated:
-        logger.warning("evaluated %d events whose evaluation was late", evaluated)
-    if time.monotonic() >= until and dispatch.late_events().exists():
-        dispatch.nudge("evaluate")
-    return evaluated
 
 
 def sweep():

@@ -5,7 +5,7 @@ from django.db.models import Q
 from teams.models import Team
 from tracking.models import ArtifactCollection, ArtifactVersion, Project, Registry, Run
 
-from .signals import event_committed, event_recorded
+from .signals import event_committed
 
 
 class EventType(models.TextChoices):
@@ -76,8 +76,7 @@ class Event(models.Model):
 
 
 def record_event(**fields):
-    """Write an event in the current transaction, announce it in it, and once it commits."""
+    """Write an event in the current transaction, and announce it once it commits."""
     event = Event.objects.create(**fields)
-    event_recorded.send(sender=Event, event_id=event.pk)
     transaction.on_commit(lambda: event_committed.send(sender=Event, event_id=event.pk))
     return event

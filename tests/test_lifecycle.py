@@ -275,4 +275,4 @@ def test_the_ticker_nudges_only_when_work_is_due_or_late(automation, enqueued):
     Event.objects.update(created_at=timezone.now() - dispatch.LATE - timedelta(seconds=1))
     for _ in range(3):
         dispatch.tick()
-    assert sorted(func for func, _ in enqueued) == ["automations.tasks.deliver_due", "automations.tasks.evaluate_late"]
+    assert sorted(func for func, _ in enqueued) == ["automations.tasks.deliver_due", "automations.tasks.evaluate_pending"]

@@ -2,8 +2,8 @@
 one queue, through the real server and worker with a fast receiver on loopback: everything
 drains, nothing is sent twice, and delivery tasks run at most once per attempt.
 
-An event's task delivers what it triggered itself, one execution after another here (one
-delivery thread), so its last execution waits in the queue longer than the lease."""
+The evaluation task delivers what the events it evaluates trigger itself, one execution after
+another here (one delivery thread), so the last executions wait in the queue longer than the lease."""
 
 import json
 import re
@@ -86,7 +86,8 @@ def test_a_burst_deeper_than_the_lease_drains_with_one_task_run_per_attempt(live
         assert received == stats["attempts_by_id"]
         assert stats["max_wait"] > LEASE, "the queue was never deeper than the lease: the test proves nothing"
         assert runs.get("deliver_due", 0) <= stats["attempts"]
-        assert runs["evaluate_and_deliver"] == stats["events"]  # one per event: none re-enqueued while merely queued
-        assert runs.get("evaluate_late", 0) <= 2
+        # evaluation tasks: one waits at a time, and each works through every event not evaluated
+        # yet, so a burst costs far fewer tasks than events and none is re-enqueued while queued
+        assert 0 < runs.get("evaluate_pending", 0) < stats["events"]
     finally:
         receiver.close()
