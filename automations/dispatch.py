@@ -19,7 +19,6 @@ import logging
 import os
 from datetime import timedelta
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -45,10 +44,11 @@ def nudge(kind, force=False):
     now = timezone.now()
     token = lifecycle.new_token()
     free = Q() if force else Q(queued_at__isnull=True) | Q(queued_at__lt=now - NUDGE_LOST_AFTER)
-    with transaction.atomic():  # on the database broker, one write transaction for both rows
-        if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
-            return False
-        async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}", broker=broker())
+    # the nudge is committed before its task is pushed: a task that started first (Redis hands
+    # it over at once) would not find its nudge to free, and events would wait for it to expire
+    if not _take(kind, free, token, now) and not (broker_idle() and _take(kind, Q(queued_at__lt=now - NUDGE_GRACE), token, now)):
+        return False
+    async_task(TASKS[kind], token, task_name=f"{kind}-{token[:8]}", broker=broker())
     return True
 
 
