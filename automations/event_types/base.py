@@ -3,12 +3,15 @@
 conditions (a window of a metric's recent values, fired on the transition into the condition)."""
 
 import math
+import operator
+import statistics
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from events.models import EventType
-from tracking.models import MetricPoint, RunMetric
+from tracking.models import MetricPoint, Run, RunMetric
 
 from ..models import ScopeType
 from ..spec import RunFilter, regex_search
@@ -100,51 +103,119 @@ def run_filter_field():
     return RunFilter()
 
 
-def finite(values):
-    return all(v is not None and math.isfinite(v) for v in values)
+def no_context():
+    return {}
+
+
+def pstdev(values, mean):
+    """The population standard deviation of `values` (a list of finite floats) around their
+    `mean` (statistics.fmean), in floats: within a few ulps of statistics.pstdev, which works in
+    exact fractions and costs some twenty times more. Where floats could lose digits — a spread
+    within 1e-7 of the mean's magnitude, or squares that overflow or underflow — it is
+    statistics.pstdev itself."""
+    ss = math.fsum([(v - mean) * (v - mean) for v in values])
+    if ss == 0 and all(v == mean for v in values):
+        return 0.0
+    spread = math.sqrt(ss / len(values))
+    if not (spread > 1e-7 * abs(mean) and 1e-140 < spread < 1e140):
+        return statistics.pstdev(values)
+    return spread
+
+
+ORDER = operator.itemgetter(0, 1)
 
 
 class Window:
     """The one reader of metric windows for an evaluation. Each read — a run's recent values of a
-    metric, or other runs' latest values of it — is made once per batch, at the largest size any
-    automation of the batch needs (`plan`); each condition then takes the part it needs, in memory.
-    So a batch costs one query per distinct read, however many automations watch it."""
+    metric, or other runs' latest values of it — is made at the largest size any automation of
+    the batch needs (`plan`), and all the planned reads of a batch are made together, one query
+    per kind of read (a UNION ALL of one LIMITed arm per metric, each served by its index); each
+    condition then takes the part it needs, in memory. So a batch costs at most two queries
+    however many automations and metrics it has."""
+
+    ARMS = 200  # reads per query (SQLite allows 500 arms in a compound SELECT)
 
     def __init__(self, event, plan=None):
         self.run_id, self.project_id, self.last_step = event.run_id, event.project_id, event.facts.get("last_step")
         self.sizes = dict(plan or {})  # {(read, metric): how many values to read (then: were read)}
         self.read = {}  # {(read, metric): values}
+        self.clean = {}  # {metric: how many of the run's most recent values read are finite}
 
     def _get(self, what, n):
         if what not in self.read or self.sizes.get(what, 0) < n:
-            size = max(n, self.sizes.get(what, 0))
-            self.read[what] = getattr(self, "_read_" + what[0])(what[1], size)
-            self.sizes[what] = size
+            self.sizes[what] = max(n, self.sizes.get(what, 0))
+            # the first read fetches every planned read not yet made, with this one
+            wanted = [w for w, size in self.sizes.items() if w not in self.read or w == what]
+            for start in range(0, len(wanted), self.ARMS):
+                self._fetch(wanted[start:start + self.ARMS])
         return self.read[what]
 
     def values(self, key, n):
         """The run's n most recent values up to the batch's last step, oldest first."""
         return self._get(("values", key), n)[-n:]
 
+    def finite(self, key, n):
+        """Whether the run's n most recent values are all finite numbers (a stored non-finite
+        value reads as None)."""
+        self._get(("values", key), n)
+        return n <= self.clean[key]
+
     def others(self, key, n):
         """The latest values of the n other runs of the project that logged `key` most recently."""
         return self._get(("others", key), n)[:n]
 
-    def _read_values(self, key, size):
-        rows = (
-            MetricPoint.objects.filter(run_id=self.run_id, key=key, step__lte=self.last_step)
-            .order_by("-step", "-id")
-            .values_list("value", flat=True)[:size]
-        )
-        return list(reversed(rows))
+    def _fetch(self, wanted):
+        """Make the reads `wanted`: one query per kind of read (the run's values, the other
+        runs' latest), a UNION ALL of one LIMITed arm per metric, each served by its index.
+        (Both kinds in one query cost PostgreSQL more to plan than two queries.)"""
+        for kind in sorted({what[0] for what in wanted}):
+            arms, params = [], []
+            for what in wanted:
+                if what[0] == kind:
+                    arm, args = getattr(self, "_arm_" + kind)(what[1], self.sizes[what])
+                    arms.append(f"SELECT %s, o1, o2, v FROM ({arm}) AS w{len(arms)}")
+                    params += [what[1], *args]
+            got = {}
+            with connection.cursor() as cursor:
+                cursor.execute(" UNION ALL ".join(arms), params)
+                for key, *row in cursor.fetchall():
+                    got.setdefault(key, []).append(row)
+            for what in wanted:
+                if what[0] == kind:
+                    self._store(what, got.get(what[1], []))
 
-    def _read_others(self, key, size):
-        return list(
-            RunMetric.objects.filter(key=key, run__project_id=self.project_id, last_value__isnull=False)
-            .exclude(run_id=self.run_id)
-            .order_by("-updated_at", "-id")
-            .values_list("last_value", flat=True)[:size]
-        )
+    def _store(self, what, rows):
+        # each arm's own order, most recent first (a UNION ALL does not promise to keep it)
+        rows.sort(key=ORDER, reverse=True)
+        values = [row[2] for row in rows]
+        if what[0] == "values":
+            clean = 0
+            for value in values:
+                if value is None or not math.isfinite(value):
+                    break
+                clean += 1
+            self.clean[what[1]] = clean
+            values.reverse()  # oldest first
+        self.read[what] = values
+
+    def _arm_values(self, key, size):
+        # The index (run, key, -step) orders by step alone: the `size` most recent steps are read
+        # from it first, so that only their rows are sorted by (step, id) — never the whole
+        # history of the metric (PostgreSQL did that, short of fresh statistics).
+        upto, args = ("", []) if self.last_step is None else (" AND step <= %s", [self.last_step])
+        table = MetricPoint._meta.db_table
+        sql = (f"SELECT step AS o1, id AS o2, value AS v FROM {table} WHERE run_id = %s AND key = %s{upto}"
+               f" AND step >= (SELECT MIN(step) FROM (SELECT step FROM {table} WHERE run_id = %s AND key = %s{upto}"
+               " ORDER BY step DESC LIMIT %s) AS recent)"
+               " ORDER BY step DESC, id DESC LIMIT %s")
+        return sql, [self.run_id, key, *args, self.run_id, key, *args, size, size]
+
+    def _arm_others(self, key, size):
+        sql = (f"SELECT m.updated_at AS o1, m.id AS o2, m.last_value AS v FROM {RunMetric._meta.db_table} m"
+               f" INNER JOIN {Run._meta.db_table} r ON m.run_id = r.id"
+               " WHERE m.key = %s AND m.last_value IS NOT NULL AND r.project_id = %s AND m.run_id <> %s"
+               " ORDER BY m.updated_at DESC, m.id DESC LIMIT %s")
+        return sql, [key, self.project_id, self.run_id, size]
 
 
 class MetricCondition(RunEvent):
@@ -155,7 +226,7 @@ class MetricCondition(RunEvent):
     watches_metric = True
 
     def wants_condition(self, automation, event):
-        return automation.event_filter.get("metric") in set(event.facts.get("keys", ()))
+        return automation.event_filter.get("metric") in event.facts.get("keys", ())
 
     def reads(self, automation):
         return [(("values", automation.event_filter["metric"]), self.size(automation.event_filter))]
@@ -164,7 +235,9 @@ class MetricCondition(RunEvent):
         raise NotImplementedError
 
     def evaluate(self, automation, event, window):
-        """(met, context) as of the event's last step; `window` is the batch's Window."""
+        """(met, context) as of the event's last step; `window` is the batch's Window. `context`
+        is a function that builds the triggering's facts, called only when it fires (most
+        evaluations of a batch do not: building them for each would cost more than the test)."""
         raise NotImplementedError
 
     def sample(self, automation, context):
@@ -181,7 +254,7 @@ class MetricCondition(RunEvent):
         met, context = self.evaluate(automation, event, window)
         if not transition(condition, met, event.pk):
             return None
-        return {"metric_name": automation.event_filter["metric"], **context}
+        return {"metric_name": automation.event_filter["metric"], **context()}
 
 
 def transition(condition, met, event_id):
