@@ -101,3 +101,27 @@ def test_the_window_is_the_latest_values_of_each_metric_read_together(team, bobc
     assert [e.context["metric_values"] for e in fired(autos["e"])] == [[1.0, 1.0, 40.0]]
     assert fired(autos["b"]) == [] and fired(autos["d"]) == []
     assert [e.context["metric_value"] for e in fired(latest)] == [2.0]
+
+
+def test_a_batch_evaluated_after_a_newer_one_decides_nothing(team, bobc):
+    """Condition rows are written only when the condition turns; a batch evaluated late (its
+    task behind a newer batch's) still never fires on values the newer batch superseded."""
+    from automations.tasks import enqueue_evaluation, evaluate_event
+    from events.models import Event
+    from events.signals import event_committed
+
+    auto = make_automation(team, "t", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$gt", "threshold": 1})
+    other = make_automation(team, "o", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "acc", "cmp": "$gt", "threshold": 1})
+    assert bobc.post(f"{P}/runs/", {"id": "r"}, format="json").status_code == 201
+    event_committed.disconnect(dispatch_uid="automations.evaluate")
+    try:
+        log(bobc, "r", [{"step": 0, "metrics": {"loss": 5, "acc": 5}}])  # holds...
+        log(bobc, "r", [{"step": 1, "metrics": {"loss": 0}}])  # ...then not, for loss only
+    finally:
+        event_committed.connect(enqueue_evaluation, dispatch_uid="automations.evaluate")
+    older, newer = Event.objects.filter(type="RUN_HISTORY").order_by("id")
+    evaluate_event(newer.pk)
+    evaluate_event(older.pk)  # late: loss was decided by the newer batch; acc was not
+    assert fired(auto) == [] and len(fired(other)) == 1
+    log(bobc, "r", [{"step": 2, "metrics": {"loss": 5}}])
+    assert [e.context["metric_value"] for e in fired(auto)] == [5]

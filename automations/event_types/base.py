@@ -2,6 +2,7 @@
 (matched on the event's facts), run events (a run filter, project scope only) and run metric
 conditions (a window of a metric's recent values, fired on the transition into the condition)."""
 
+import json
 import math
 import operator
 import statistics
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from events.models import EventType
+from events.models import Event, EventType
 from tracking.models import MetricPoint, Run, RunMetric
 
 from ..models import ScopeType
@@ -136,7 +137,8 @@ class Window:
     ARMS = 200  # reads per query (SQLite allows 500 arms in a compound SELECT)
 
     def __init__(self, event, plan=None):
-        self.run_id, self.project_id, self.last_step = event.run_id, event.project_id, event.facts.get("last_step")
+        self.event_id, self.run_id, self.project_id, self.last_step = event.pk, event.run_id, event.project_id, event.facts.get("last_step")
+        self.newer = None  # the metrics logged by newer batches of the run evaluated already
         self.sizes = dict(plan or {})  # {(read, metric): how many values to read (then: were read)}
         self.read = {}  # {(read, metric): values}
         self.clean = {}  # {metric: how many of the run's most recent values read are finite}
@@ -164,6 +166,18 @@ class Window:
         """The latest values of the n other runs of the project that logged `key` most recently."""
         return self._get(("others", key), n)[:n]
 
+    def superseded(self, key):
+        """Whether a newer batch of the run that logs `key` was evaluated already: this one is
+        late, and the newer one decided (one query per batch, on the index (run, type, -id))."""
+        if self.newer is None:
+            self.newer = set()
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT facts FROM {Event._meta.db_table} WHERE run_id = %s AND type = %s AND id > %s"
+                               " AND evaluated_at IS NOT NULL", [self.run_id, EventType.RUN_HISTORY, self.event_id])
+                for (facts,) in cursor.fetchall():
+                    self.newer.update((facts if isinstance(facts, dict) else json.loads(facts)).get("keys", ()))
+        return key in self.newer
+
     def _fetch(self, wanted):
         """Make the reads `wanted`: one query per kind of read (the run's values, the other
         runs' latest), a UNION ALL of one LIMITed arm per metric, each served by its index.
@@ -187,7 +201,7 @@ class Window:
     def _store(self, what, rows):
         # each arm's own order, most recent first (a UNION ALL does not promise to keep it)
         rows.sort(key=ORDER, reverse=True)
-        values = [row[2] for row in rows]
+        values = [row[2] for row in rows[:self.sizes[what]]]
         if what[0] == "values":
             clean = 0
             for value in values:
@@ -204,11 +218,12 @@ class Window:
         # history of the metric (PostgreSQL did that, short of fresh statistics).
         upto, args = ("", []) if self.last_step is None else (" AND step <= %s", [self.last_step])
         table = MetricPoint._meta.db_table
+        # (all the rows at those steps: more than `size` only when a step was logged twice; they
+        # are put in order, and cut to `size`, by _store)
         sql = (f"SELECT step AS o1, id AS o2, value AS v FROM {table} WHERE run_id = %s AND key = %s{upto}"
                f" AND step >= (SELECT MIN(step) FROM (SELECT step FROM {table} WHERE run_id = %s AND key = %s{upto}"
-               " ORDER BY step DESC LIMIT %s) AS recent)"
-               " ORDER BY step DESC, id DESC LIMIT %s")
-        return sql, [self.run_id, key, *args, self.run_id, key, *args, size, size]
+               " ORDER BY step DESC LIMIT %s) AS recent)")
+        return sql, [self.run_id, key, *args, self.run_id, key, *args, size]
 
     def _arm_others(self, key, size):
         sql = (f"SELECT m.updated_at AS o1, m.id AS o2, m.last_value AS v FROM {RunMetric._meta.db_table} m"
@@ -248,9 +263,9 @@ class MetricCondition(RunEvent):
     def match_run(self, automation, event, condition):
         if automation.event_filter["metric"] not in event.facts.get("keys", ()):
             return None
-        if event.pk <= condition.last_event_id:
-            return None  # an older batch evaluated late: the newer one already decided
         window = getattr(event, "window", None) or Window(event)
+        if event.pk <= condition.last_event_id or window.superseded(automation.event_filter["metric"]):
+            return None  # an older batch evaluated late: the newer one already decided
         met, context = self.evaluate(automation, event, window)
         if not transition(condition, met, event.pk):
             return None
@@ -261,13 +276,14 @@ def transition(condition, met, event_id):
     """Note whether the condition holds now; True when this is a transition into it outside the
     cooldown (fire). `condition` is locked, so two workers never both see the transition."""
     fire = False
-    now = timezone.now()
     if met and not condition.met:
+        now = timezone.now()
         cooled = condition.last_fired_at is None or (now - condition.last_fired_at).total_seconds() >= settings.AUTOMATION_COOLDOWN
         if cooled:
             fire = True
             condition.last_fired_at = now
+    if met != condition.met:  # written with the others of the batch (matching.save_conditions);
+        condition.changed = True  # one that holds as it held is not (Window.superseded guards late batches)
     condition.met = met
     condition.last_event_id = event_id
-    condition.changed = True  # written with the others of the batch (matching.save_conditions)
     return fire
