@@ -124,6 +124,11 @@ def pstdev(values, mean):
 
 
 ORDER = operator.itemgetter(0, 1)
+KEY, SIZE = object(), object()  # in a read's parameters: the metric's, the size's place
+
+
+def _bound(sql, marker):
+    return [marker] if sql == "%s" else []
 
 
 class Window:
@@ -180,23 +185,35 @@ class Window:
 
     def _fetch(self, wanted):
         """Make the reads `wanted`: one query per kind of read (the run's values, the other
-        runs' latest), a UNION ALL of one LIMITed arm per metric, each served by its index.
-        (Both kinds in one query cost PostgreSQL more to plan than two queries.)"""
+        runs' latest) for all the metrics, each metric's part served by its index. On
+        PostgreSQL a LATERAL join over the (metric, size) list, planned once whatever the number
+        of metrics; elsewhere a UNION ALL of one LIMITed arm per metric. (Both kinds in one
+        query cost PostgreSQL more to plan than two queries.)"""
+        lateral = connection.vendor == "postgresql"
         for kind in sorted({what[0] for what in wanted}):
-            arms, params = [], []
-            for what in wanted:
-                if what[0] == kind:
-                    arm, args = getattr(self, "_arm_" + kind)(what[1], self.sizes[what])
+            reads = [what for what in wanted if what[0] == kind]
+            params = []
+            if lateral:
+                for what in reads:
+                    params += [what[1], self.sizes[what]]
+                body, args = getattr(self, "_arm_" + kind)("k.key", "k.n")
+                sql = (f"SELECT k.key, p.o1, p.o2, p.v FROM (VALUES {', '.join(['(%s, %s)'] * len(reads))}) AS k(key, n)"
+                       f" CROSS JOIN LATERAL ({body}) AS p")
+                params += args
+            else:
+                arms = []
+                for what in reads:
+                    arm, args = getattr(self, "_arm_" + kind)("%s", "%s")
                     arms.append(f"SELECT %s, o1, o2, v FROM ({arm}) AS w{len(arms)}")
-                    params += [what[1], *args]
+                    params += [what[1], *(what[1] if a is KEY else self.sizes[what] if a is SIZE else a for a in args)]
+                sql = " UNION ALL ".join(arms)
             got = {}
             with connection.cursor() as cursor:
-                cursor.execute(" UNION ALL ".join(arms), params)
+                cursor.execute(sql, params)
                 for key, *row in cursor.fetchall():
                     got.setdefault(key, []).append(row)
-            for what in wanted:
-                if what[0] == kind:
-                    self._store(what, got.get(what[1], []))
+            for what in reads:
+                self._store(what, got.get(what[1], []))
 
     def _store(self, what, rows):
         # each arm's own order, most recent first (a UNION ALL does not promise to keep it)
@@ -212,25 +229,26 @@ class Window:
             values.reverse()  # oldest first
         self.read[what] = values
 
+    # The SQL of one metric's read, its metric and size given as SQL (`key`, `size`: placeholders
+    # or the LATERAL join's columns), with its parameters (KEY and SIZE where those are placeholders).
     def _arm_values(self, key, size):
         # The index (run, key, -step) orders by step alone: the `size` most recent steps are read
-        # from it first, so that only their rows are sorted by (step, id) — never the whole
-        # history of the metric (PostgreSQL did that, short of fresh statistics).
-        upto, args = ("", []) if self.last_step is None else (" AND step <= %s", [self.last_step])
+        # from it first, so that only their rows are read, never the whole history of the metric
+        # (PostgreSQL sorted all of it by (step, id), short of fresh statistics). All the rows at
+        # those steps: more than `size` only when a step was logged twice; _store orders and cuts.
+        upto, last = ("", []) if self.last_step is None else (" AND step <= %s", [self.last_step])
         table = MetricPoint._meta.db_table
-        # (all the rows at those steps: more than `size` only when a step was logged twice; they
-        # are put in order, and cut to `size`, by _store)
-        sql = (f"SELECT step AS o1, id AS o2, value AS v FROM {table} WHERE run_id = %s AND key = %s{upto}"
-               f" AND step >= (SELECT MIN(step) FROM (SELECT step FROM {table} WHERE run_id = %s AND key = %s{upto}"
-               " ORDER BY step DESC LIMIT %s) AS recent)")
-        return sql, [self.run_id, key, *args, self.run_id, key, *args, size]
+        sql = (f"SELECT step AS o1, id AS o2, value AS v FROM {table} WHERE run_id = %s AND key = {key}{upto}"
+               f" AND step >= (SELECT MIN(step) FROM (SELECT step FROM {table} WHERE run_id = %s AND key = {key}{upto}"
+               f" ORDER BY step DESC LIMIT {size}) AS recent)")
+        return sql, [self.run_id, *_bound(key, KEY), *last, self.run_id, *_bound(key, KEY), *last, *_bound(size, SIZE)]
 
     def _arm_others(self, key, size):
         sql = (f"SELECT m.updated_at AS o1, m.id AS o2, m.last_value AS v FROM {RunMetric._meta.db_table} m"
                f" INNER JOIN {Run._meta.db_table} r ON m.run_id = r.id"
-               " WHERE m.key = %s AND m.last_value IS NOT NULL AND r.project_id = %s AND m.run_id <> %s"
-               " ORDER BY m.updated_at DESC, m.id DESC LIMIT %s")
-        return sql, [key, self.project_id, self.run_id, size]
+               f" WHERE m.key = {key} AND m.last_value IS NOT NULL AND r.project_id = %s AND m.run_id <> %s"
+               f" ORDER BY m.updated_at DESC, m.id DESC LIMIT {size}")
+        return sql, [*_bound(key, KEY), self.project_id, self.run_id, *_bound(size, SIZE)]
 
 
 class MetricCondition(RunEvent):
