@@ -164,8 +164,8 @@ class Window:
     def finite(self, key, n):
         """Whether the run's n most recent values are all finite numbers (a stored non-finite
         value reads as None)."""
-        self._get(("values", key), n)
-        return n <= self.clean[key]
+        values = self._get(("values", key), n)
+        return min(n, len(values)) <= self.clean[key]
 
     def others(self, key, n):
         """The latest values of the n other runs of the project that logged `key` most recently."""
