@@ -198,7 +198,9 @@ class Window:
                     params += [what[1], self.sizes[what]]
                 body, args = getattr(self, "_arm_" + kind)("k.key", "k.n")
                 sql = (f"SELECT k.key, p.o1, p.o2, p.v FROM (VALUES {', '.join(['(%s, %s)'] * len(reads))}) AS k(key, n)"
-                       f" CROSS JOIN LATERAL ({body}) AS p")
+                       # OFFSET 0: planned as its own subquery, once per metric (without statistics,
+                       # PostgreSQL pulled it up into a hash join over the run's whole history)
+                       f" CROSS JOIN LATERAL ({body} OFFSET 0) AS p")
                 params += args
             else:
                 arms = []
