@@ -9,6 +9,7 @@ its event type's definition (automations/event_types). Run metric conditions rea
 import threading
 from collections import OrderedDict
 
+from django.db import connection
 from django.db.models import Q
 
 from . import event_types
@@ -71,9 +72,41 @@ def prepare_window(event, automations):
     """Attach to `event` the batch's one Window, planned for the largest read of each kind."""
     plan = {}
     for automation in automations:
-        for what, size in event_types.get(automation.event_type).reads(automation):
-            plan[what] = max(plan.get(what, 0), size)
+        reads = automation.__dict__.get("_reads")
+        if reads is None:  # kept on the automation, which the candidates' cache keeps between batches
+            reads = automation.__dict__["_reads"] = event_types.get(automation.event_type).reads(automation)
+        for what, size in reads:
+            if plan.get(what, 0) < size:
+                plan[what] = size
     event.window = Window(event, plan)
+
+
+class Condition:
+    """An automation's per-run state (a RunCondition row), as the definitions read and change it:
+    loaded in one raw query (building 100 model instances cost more than the query)."""
+
+    __slots__ = ("pk", "automation_id", "run_id", "met", "last_event_id", "last_fired_at", "was", "changed")
+
+    def __init__(self, pk, automation_id, run_id, met, last_event_id, last_fired_at):
+        self.pk, self.automation_id, self.run_id = pk, automation_id, run_id
+        self.met, self.last_event_id, self.last_fired_at = bool(met), last_event_id, last_fired_at
+        self.was, self.changed = (self.met, last_fired_at), False
+
+
+TABLE = RunCondition._meta.db_table
+
+
+def _locked_conditions(run_id, ids):
+    placeholders = ", ".join(["%s"] * len(ids))
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    convert = getattr(connection.ops, "convert_datetimefield_value", None)  # SQLite stores text
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, automation_id, met, last_event_id, last_fired_at FROM {TABLE}"
+                       f" WHERE run_id = %s AND automation_id IN ({placeholders}) ORDER BY automation_id{lock}", [run_id, *ids])
+        rows = cursor.fetchall()
+    return {automation_id: Condition(pk, automation_id, run_id, met, last_event_id,
+                                     convert(fired, None, connection) if convert and fired is not None else fired)
+            for pk, automation_id, met, last_event_id, fired in rows}
 
 
 def load_conditions(event, automations):
@@ -87,30 +120,47 @@ def load_conditions(event, automations):
         return {}
     prepare_window(event, wanting)
     ids = sorted(a.pk for a in wanting)
-    locked = RunCondition.objects.select_for_update().filter(run_id=event.run_id, automation_id__in=ids).order_by("automation_id")
-    conditions = {c.automation_id: c for c in locked}
+    conditions = _locked_conditions(event.run_id, ids)
     missing = [pk for pk in ids if pk not in conditions]
     if missing:  # a new automation or a new run: create its rows (a racing worker may too), then lock them
         RunCondition.objects.bulk_create([RunCondition(automation_id=pk, run_id=event.run_id) for pk in missing], ignore_conflicts=True)
-        conditions.update({c.automation_id: c for c in locked.filter(automation_id__in=missing)})
-    for condition in conditions.values():
-        condition.was = (condition.met, condition.last_fired_at)
+        conditions.update(_locked_conditions(event.run_id, missing))
     return conditions
 
 
 def save_conditions(conditions):
-    """Write what the evaluation changed, a statement per group of conditions written alike: the
-    ones that only saw this event, the ones that started or stopped holding, and one per firing
-    (whose time it stamps) — never one per automation that merely looked."""
+    """Write what the evaluation changed, in one statement: each field set, per group of
+    conditions written alike (the ones that only saw this event, the ones that started or stopped
+    holding, each firing with its time), by a CASE on the id — never a statement per automation
+    that merely looked, and none for a condition nothing changed."""
     groups = {}
     for condition in conditions.values():
-        if not getattr(condition, "changed", False):
+        if not condition.changed:
             continue
-        fields = {"last_event_id": condition.last_event_id}
+        fields = [("last_event_id", condition.last_event_id)]
         if condition.met != condition.was[0]:
-            fields["met"] = condition.met
+            fields.append(("met", condition.met))
         if condition.last_fired_at != condition.was[1]:
-            fields["last_fired_at"] = condition.last_fired_at
-        groups.setdefault(tuple(sorted(fields.items())), []).append(condition.pk)
-    for fields, pks in groups.items():
-        RunCondition.objects.filter(pk__in=pks).update(**dict(fields))
+            fields.append(("last_fired_at", connection.ops.adapt_datetimefield_value(condition.last_fired_at)))
+        for field in fields:
+            groups.setdefault(field, []).append(condition.pk)
+    if not groups:
+        return
+    sets, params, every = {}, [], set()
+    for (field, value), pks in groups.items():
+        sets.setdefault(field, []).append((value, pks))
+        every.update(pks)
+    clauses = []
+    for field, cases in sets.items():
+        if len(cases) == 1 and set(cases[0][1]) == every:
+            clauses.append(f"{field} = %s")
+            params.append(cases[0][0])
+            continue
+        whens = []
+        for value, pks in cases:
+            whens.append(f"WHEN id IN ({', '.join(['%s'] * len(pks))}) THEN %s")
+            params += [*pks, value]
+        clauses.append(f"{field} = CASE {' '.join(whens)} ELSE {field} END")
+    ids = sorted(every)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET {', '.join(clauses)} WHERE id IN ({', '.join(['%s'] * len(ids))})", [*params, *ids])

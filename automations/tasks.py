@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_q.conf import Conf
@@ -103,17 +103,46 @@ def evaluate_event(event_id):
         own = set(Execution.objects.filter(delivery_id=event.cause).values_list("automation_id", flat=True)) if event.cause else set()
         automations = [a for a in automations if a.pk not in own]  # never trigger on a change caused by its own action
         conditions = load_conditions(event, automations)
-        to_deliver = []
+        triggered = []
         for automation in automations:
             context = match(automation, event, conditions)
-            if context is None:
-                continue
-            execution = create_execution(automation, event, context)
-            if execution is not None and execution.status == ExecutionStatus.PENDING:
-                to_deliver.append(execution.pk)
+            if context is not None:
+                triggered.append((automation, context))
+        executions = create_executions(triggered, event)
+        to_deliver = [e.pk for e in executions if e.status == ExecutionStatus.PENDING]
         save_conditions(conditions)
         Event.objects.filter(pk=event.pk).update(evaluated_at=timezone.now())
     return to_deliver  # the caller delivers them (evaluate_pending)
+
+
+def create_executions(triggered, event):
+    """The new executions of [(automation, context)], in one INSERT … ON CONFLICT DO NOTHING
+    RETURNING (no savepoint, no ORM compile: it was a third of what a firing batch added); one
+    this event triggered already (an evaluation run again) is left out. Where the database cannot
+    return the rows of such an insert, each is created on its own."""
+    if not triggered:
+        return []
+    if not connection.features.can_return_rows_from_bulk_insert:
+        return [e for e in (create_execution(a, event, c) for a, c in triggered) if e is not None]
+    now = timezone.now()
+    executions = [Execution(automation=a, event=event, context=c, **lifecycle.initial(a, now)) for a, c in triggered]
+    fields = [f for f in Execution._meta.concrete_fields if not f.primary_key]
+    rows = [[f.get_db_prep_save(f.pre_save(e, True), connection) for f in fields] for e in executions]
+    quote = connection.ops.quote_name
+    row = f"({', '.join(['%s'] * len(fields))})"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(Execution._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+            f" VALUES {', '.join([row] * len(rows))} ON CONFLICT (automation_id, event_id) DO NOTHING RETURNING id, automation_id",
+            [value for values in rows for value in values])
+        created = dict((automation_id, pk) for pk, automation_id in cursor.fetchall())
+    out = []
+    for execution in executions:
+        if execution.automation_id in created:
+            execution.pk = created[execution.automation_id]
+            execution._state.adding, execution._state.db = False, connection.alias
+            out.append(execution)
+    return out
 
 
 def create_execution(automation, event, context):

@@ -2,13 +2,17 @@
 (matched on the event's facts), run events (a run filter, project scope only) and run metric
 conditions (a window of a metric's recent values, fired on the transition into the condition)."""
 
+import json
 import math
+import operator
+import statistics
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
-from events.models import EventType
-from tracking.models import MetricPoint, RunMetric
+from events.models import Event, EventType
+from tracking.models import MetricPoint, Run, RunMetric
 
 from ..models import ScopeType
 from ..spec import RunFilter, regex_search
@@ -100,51 +104,153 @@ def run_filter_field():
     return RunFilter()
 
 
-def finite(values):
-    return all(v is not None and math.isfinite(v) for v in values)
+def no_context():
+    return {}
+
+
+def pstdev(values, mean):
+    """The population standard deviation of `values` (a list of finite floats) around their
+    `mean` (statistics.fmean), in floats: within a few ulps of statistics.pstdev, which works in
+    exact fractions and costs some twenty times more. Where floats could lose digits — a spread
+    within 1e-7 of the mean's magnitude, or squares that overflow or underflow — it is
+    statistics.pstdev itself."""
+    ss = math.fsum([(v - mean) * (v - mean) for v in values])
+    if ss == 0 and all(v == mean for v in values):
+        return 0.0
+    spread = math.sqrt(ss / len(values))
+    if not (spread > 1e-7 * abs(mean) and 1e-140 < spread < 1e140):
+        return statistics.pstdev(values)
+    return spread
+
+
+ORDER = operator.itemgetter(0, 1)
+KEY, SIZE = object(), object()  # in a read's parameters: the metric's, the size's place
+
+
+def _bound(sql, marker):
+    return [marker] if sql == "%s" else []
 
 
 class Window:
     """The one reader of metric windows for an evaluation. Each read — a run's recent values of a
-    metric, or other runs' latest values of it — is made once per batch, at the largest size any
-    automation of the batch needs (`plan`); each condition then takes the part it needs, in memory.
-    So a batch costs one query per distinct read, however many automations watch it."""
+    metric, or other runs' latest values of it — is made at the largest size any automation of
+    the batch needs (`plan`), and all the planned reads of a batch are made together, one query
+    per kind of read (a UNION ALL of one LIMITed arm per metric, each served by its index); each
+    condition then takes the part it needs, in memory. So a batch costs at most two queries
+    however many automations and metrics it has."""
+
+    ARMS = 200  # reads per query (SQLite allows 500 arms in a compound SELECT)
 
     def __init__(self, event, plan=None):
-        self.run_id, self.project_id, self.last_step = event.run_id, event.project_id, event.facts.get("last_step")
+        self.event_id, self.run_id, self.project_id, self.last_step = event.pk, event.run_id, event.project_id, event.facts.get("last_step")
+        self.newer = None  # the metrics logged by newer batches of the run evaluated already
         self.sizes = dict(plan or {})  # {(read, metric): how many values to read (then: were read)}
         self.read = {}  # {(read, metric): values}
+        self.clean = {}  # {metric: how many of the run's most recent values read are finite}
 
     def _get(self, what, n):
         if what not in self.read or self.sizes.get(what, 0) < n:
-            size = max(n, self.sizes.get(what, 0))
-            self.read[what] = getattr(self, "_read_" + what[0])(what[1], size)
-            self.sizes[what] = size
+            self.sizes[what] = max(n, self.sizes.get(what, 0))
+            # the first read fetches every planned read not yet made, with this one
+            wanted = [w for w, size in self.sizes.items() if w not in self.read or w == what]
+            for start in range(0, len(wanted), self.ARMS):
+                self._fetch(wanted[start:start + self.ARMS])
         return self.read[what]
 
     def values(self, key, n):
         """The run's n most recent values up to the batch's last step, oldest first."""
         return self._get(("values", key), n)[-n:]
 
+    def finite(self, key, n):
+        """Whether the run's n most recent values are all finite numbers (a stored non-finite
+        value reads as None)."""
+        values = self._get(("values", key), n)
+        return min(n, len(values)) <= self.clean[key]
+
     def others(self, key, n):
         """The latest values of the n other runs of the project that logged `key` most recently."""
         return self._get(("others", key), n)[:n]
 
-    def _read_values(self, key, size):
-        rows = (
-            MetricPoint.objects.filter(run_id=self.run_id, key=key, step__lte=self.last_step)
-            .order_by("-step", "-id")
-            .values_list("value", flat=True)[:size]
-        )
-        return list(reversed(rows))
+    def superseded(self, key):
+        """Whether a newer batch of the run that logs `key` was evaluated already: this one is
+        late, and the newer one decided (one query per batch, on the index (run, type, -id))."""
+        if self.newer is None:
+            self.newer = set()
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT facts FROM {Event._meta.db_table} WHERE run_id = %s AND type = %s AND id > %s"
+                               " AND evaluated_at IS NOT NULL", [self.run_id, EventType.RUN_HISTORY, self.event_id])
+                for (facts,) in cursor.fetchall():
+                    self.newer.update((facts if isinstance(facts, dict) else json.loads(facts)).get("keys", ()))
+        return key in self.newer
 
-    def _read_others(self, key, size):
-        return list(
-            RunMetric.objects.filter(key=key, run__project_id=self.project_id, last_value__isnull=False)
-            .exclude(run_id=self.run_id)
-            .order_by("-updated_at", "-id")
-            .values_list("last_value", flat=True)[:size]
-        )
+    def _fetch(self, wanted):
+        """Make the reads `wanted`: one query per kind of read (the run's values, the other
+        runs' latest) for all the metrics, each metric's part served by its index. On
+        PostgreSQL a LATERAL join over the (metric, size) list, planned once whatever the number
+        of metrics; elsewhere a UNION ALL of one LIMITed arm per metric. (Both kinds in one
+        query cost PostgreSQL more to plan than two queries.)"""
+        lateral = connection.vendor == "postgresql"
+        for kind in sorted({what[0] for what in wanted}):
+            reads = [what for what in wanted if what[0] == kind]
+            params = []
+            if lateral:
+                for what in reads:
+                    params += [what[1], self.sizes[what]]
+                body, args = getattr(self, "_arm_" + kind)("k.key", "k.n")
+                sql = (f"SELECT k.key, p.o1, p.o2, p.v FROM (VALUES {', '.join(['(%s, %s)'] * len(reads))}) AS k(key, n)"
+                       # OFFSET 0: planned as its own subquery, once per metric (without statistics,
+                       # PostgreSQL pulled it up into a hash join over the run's whole history)
+                       f" CROSS JOIN LATERAL ({body} OFFSET 0) AS p")
+                params += args
+            else:
+                arms = []
+                for what in reads:
+                    arm, args = getattr(self, "_arm_" + kind)("%s", "%s")
+                    arms.append(f"SELECT %s, o1, o2, v FROM ({arm}) AS w{len(arms)}")
+                    params += [what[1], *(what[1] if a is KEY else self.sizes[what] if a is SIZE else a for a in args)]
+                sql = " UNION ALL ".join(arms)
+            got = {}
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                for key, *row in cursor.fetchall():
+                    got.setdefault(key, []).append(row)
+            for what in reads:
+                self._store(what, got.get(what[1], []))
+
+    def _store(self, what, rows):
+        # each arm's own order, most recent first (a UNION ALL does not promise to keep it)
+        rows.sort(key=ORDER, reverse=True)
+        values = [row[2] for row in rows[:self.sizes[what]]]
+        if what[0] == "values":
+            clean = 0
+            for value in values:
+                if value is None or not math.isfinite(value):
+                    break
+                clean += 1
+            self.clean[what[1]] = clean
+            values.reverse()  # oldest first
+        self.read[what] = values
+
+    # The SQL of one metric's read, its metric and size given as SQL (`key`, `size`: placeholders
+    # or the LATERAL join's columns), with its parameters (KEY and SIZE where those are placeholders).
+    def _arm_values(self, key, size):
+        # The index (run, key, -step) orders by step alone: the `size` most recent steps are read
+        # from it first, so that only their rows are read, never the whole history of the metric
+        # (PostgreSQL sorted all of it by (step, id), short of fresh statistics). All the rows at
+        # those steps: more than `size` only when a step was logged twice; _store orders and cuts.
+        upto, last = ("", []) if self.last_step is None else (" AND step <= %s", [self.last_step])
+        table = MetricPoint._meta.db_table
+        sql = (f"SELECT step AS o1, id AS o2, value AS v FROM {table} WHERE run_id = %s AND key = {key}{upto}"
+               f" AND step >= (SELECT MIN(step) FROM (SELECT step FROM {table} WHERE run_id = %s AND key = {key}{upto}"
+               f" ORDER BY step DESC LIMIT {size}) AS recent)")
+        return sql, [self.run_id, *_bound(key, KEY), *last, self.run_id, *_bound(key, KEY), *last, *_bound(size, SIZE)]
+
+    def _arm_others(self, key, size):
+        sql = (f"SELECT m.updated_at AS o1, m.id AS o2, m.last_value AS v FROM {RunMetric._meta.db_table} m"
+               f" INNER JOIN {Run._meta.db_table} r ON m.run_id = r.id"
+               f" WHERE m.key = {key} AND m.last_value IS NOT NULL AND r.project_id = %s AND m.run_id <> %s"
+               f" ORDER BY m.updated_at DESC, m.id DESC LIMIT {size}")
+        return sql, [*_bound(key, KEY), self.project_id, self.run_id, *_bound(size, SIZE)]
 
 
 class MetricCondition(RunEvent):
@@ -155,7 +261,7 @@ class MetricCondition(RunEvent):
     watches_metric = True
 
     def wants_condition(self, automation, event):
-        return automation.event_filter.get("metric") in set(event.facts.get("keys", ()))
+        return automation.event_filter.get("metric") in event.facts.get("keys", ())
 
     def reads(self, automation):
         return [(("values", automation.event_filter["metric"]), self.size(automation.event_filter))]
@@ -164,7 +270,9 @@ class MetricCondition(RunEvent):
         raise NotImplementedError
 
     def evaluate(self, automation, event, window):
-        """(met, context) as of the event's last step; `window` is the batch's Window."""
+        """(met, context) as of the event's last step; `window` is the batch's Window. `context`
+        is a function that builds the triggering's facts, called only when it fires (most
+        evaluations of a batch do not: building them for each would cost more than the test)."""
         raise NotImplementedError
 
     def sample(self, automation, context):
@@ -175,26 +283,27 @@ class MetricCondition(RunEvent):
     def match_run(self, automation, event, condition):
         if automation.event_filter["metric"] not in event.facts.get("keys", ()):
             return None
-        if event.pk <= condition.last_event_id:
-            return None  # an older batch evaluated late: the newer one already decided
         window = getattr(event, "window", None) or Window(event)
+        if event.pk <= condition.last_event_id or window.superseded(automation.event_filter["metric"]):
+            return None  # an older batch evaluated late: the newer one already decided
         met, context = self.evaluate(automation, event, window)
         if not transition(condition, met, event.pk):
             return None
-        return {"metric_name": automation.event_filter["metric"], **context}
+        return {"metric_name": automation.event_filter["metric"], **context()}
 
 
 def transition(condition, met, event_id):
     """Note whether the condition holds now; True when this is a transition into it outside the
     cooldown (fire). `condition` is locked, so two workers never both see the transition."""
     fire = False
-    now = timezone.now()
     if met and not condition.met:
+        now = timezone.now()
         cooled = condition.last_fired_at is None or (now - condition.last_fired_at).total_seconds() >= settings.AUTOMATION_COOLDOWN
         if cooled:
             fire = True
             condition.last_fired_at = now
+    if met != condition.met:  # written with the others of the batch (matching.save_conditions);
+        condition.changed = True  # one that holds as it held is not (Window.superseded guards late batches)
     condition.met = met
     condition.last_event_id = event_id
-    condition.changed = True  # written with the others of the batch (matching.save_conditions)
     return fire

@@ -2,7 +2,7 @@ from events.models import EventType
 
 from ..spec import AGGS, DIRS, Choice, Integer, Metric, Number
 from . import register
-from .base import MetricCondition, finite, run_filter_field
+from .base import MetricCondition, no_context, run_filter_field
 from .metric_words import AGG
 
 
@@ -29,18 +29,22 @@ class RunMetricChange(MetricCondition):
         f = automation.event_filter
         metric, cur, prior = f["metric"], f["current_window"], f["prior_window"]
         values = window.values(metric, cur + prior)
-        if len(values) < cur + prior or not finite(values):
-            return False, {}
+        if len(values) < cur + prior or not window.finite(metric, cur + prior):
+            return False, no_context
         fn, name = AGG[f["agg"]]
         before, now = fn(values[:prior]), fn(values[prior:])
         if f["change_type"] == "RELATIVE":
             if before == 0:
-                return False, {}
+                return False, no_context
             change = (now - before) / abs(before)
         else:
             change = now - before
         amount = f["change_amount"]
         met = {"INCREASE": change >= amount, "DECREASE": -change >= amount, "ANY": abs(change) >= amount}[f["change_dir"]]
-        unit = f"{amount:.0%}" if f["change_type"] == "RELATIVE" else f"{amount}"
-        words = f"{name}({metric}) over {cur} changed {f['change_dir'].lower()} by ≥ {unit} vs the {prior} before"
-        return met, {"metric_value": now, "metric_values": values[prior:], "metric_filter": words, "metric_change": change}
+
+        def context():
+            unit = f"{amount:.0%}" if f["change_type"] == "RELATIVE" else f"{amount}"
+            words = f"{name}({metric}) over {cur} changed {f['change_dir'].lower()} by ≥ {unit} vs the {prior} before"
+            return {"metric_value": now, "metric_values": values[prior:], "metric_filter": words, "metric_change": change}
+
+        return met, context

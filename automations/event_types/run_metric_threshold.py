@@ -3,7 +3,7 @@ from events.models import EventType
 from ..models import ScopeType
 from ..spec import AGGS, CMPS, Choice, Integer, Metric, Number
 from . import register
-from .base import MetricCondition, finite, run_filter_field
+from .base import MetricCondition, no_context, run_filter_field
 from .metric_words import AGG, CMP
 
 
@@ -27,13 +27,18 @@ class RunMetricThreshold(MetricCondition):
     def evaluate(self, automation, event, window):
         f = automation.event_filter
         metric, agg = f["metric"], f.get("agg")
-        values = window.values(metric, self.size(f))
-        if not values or (agg and len(values) < f["window"]) or not finite(values):
-            return False, {}
+        size = self.size(f)
+        values = window.values(metric, size)
+        if not values or (agg and len(values) < f["window"]) or not window.finite(metric, len(values)):
+            return False, no_context
         value = AGG[agg][0](values) if agg else values[-1]
         op, symbol = CMP[f["cmp"]]
-        words = f"{AGG[agg][1]}({metric}) over {f['window']}" if agg else metric
-        return op(value, f["threshold"]), {"metric_value": value, "metric_values": values, "metric_filter": f"{words} {symbol} {f['threshold']}"}
+
+        def context():
+            words = f"{AGG[agg][1]}({metric}) over {f['window']}" if agg else metric
+            return {"metric_value": value, "metric_values": values, "metric_filter": f"{words} {symbol} {f['threshold']}"}
+
+        return op(value, f["threshold"]), context
 
 
 def thresholds_for_run(run):

@@ -5,7 +5,7 @@ from events.models import EventType
 
 from ..spec import DIRS, Choice, Integer, Metric, Number
 from . import register
-from .base import MetricCondition, finite, run_filter_field
+from .base import MetricCondition, no_context, pstdev, run_filter_field
 
 
 @register
@@ -36,25 +36,31 @@ class RunMetricZscore(MetricCondition):
         f = automation.event_filter
         metric = f["metric"]
         if f["basis"] == "history":
-            values = window.values(metric, self.size(f))
-            if len(values) < 3 or not finite(values):
-                return False, {}
+            size = self.size(f)
+            values = window.values(metric, size)
+            if len(values) < 3 or not window.finite(metric, len(values)):
+                return False, no_context
             value, reference = values[-1], values[:-1]
         else:
             latest = window.values(metric, 1)
-            if not latest or not finite(latest):
-                return False, {}
+            if not latest or not window.finite(metric, 1):
+                return False, no_context
             value = latest[0]
             reference = [v for v in window.others(metric, f["window"]) if math.isfinite(v)]
             if len(reference) < 2:
-                return False, {}
-        spread = statistics.pstdev(reference)
+                return False, no_context
+        mean = statistics.fmean(reference)
+        spread = pstdev(reference, mean)
         if spread == 0:
-            return False, {}
-        z = (value - statistics.fmean(reference)) / spread
+            return False, no_context
+        z = (value - mean) / spread
         t = f["threshold"]
         met = {"INCREASE": z >= t, "DECREASE": z <= -t, "ANY": abs(z) >= t}[f["change_dir"]]
-        against = f"its last {len(reference)} values" if f["basis"] == "history" else f"{len(reference)} other runs"
-        bound = {"INCREASE": f"≥ {t}", "DECREASE": f"≤ -{t}", "ANY": f"beyond ±{t}"}[f["change_dir"]]
-        words = f"z-score of {metric} against {against} {bound}"
-        return met, {"metric_value": value, "metric_values": reference, "metric_filter": words, "metric_zscore": z}
+
+        def context():
+            against = f"its last {len(reference)} values" if f["basis"] == "history" else f"{len(reference)} other runs"
+            bound = {"INCREASE": f"≥ {t}", "DECREASE": f"≤ -{t}", "ANY": f"beyond ±{t}"}[f["change_dir"]]
+            words = f"z-score of {metric} against {against} {bound}"
+            return {"metric_value": value, "metric_values": reference, "metric_filter": words, "metric_zscore": z}
+
+        return met, context
