@@ -138,7 +138,9 @@ class MetricSummary(models.Model):
     a few thousand of these rows instead of aggregating the points. A bucket holding no finite
     value has no row."""
 
-    # no index of its own: the unique constraint, led by `run`, serves both reads and deletes
+    # The primary key is the bucket's identity: its one index serves the upsert's conflicts,
+    # the charts' range reads and a run's deletion (an `id` would be a second index to write).
+    pk = models.CompositePrimaryKey("run", "key", "level", "bucket")
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="summaries", db_index=False)
     key = models.CharField(max_length=128)
     level = models.SmallIntegerField()
@@ -149,9 +151,6 @@ class MetricSummary(models.Model):
     s_hi = models.BigIntegerField()  # the last step holding a finite value
     n = models.BigIntegerField()  # how many finite values
     t0 = models.DateTimeField()  # the earliest timestamp of those values
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "key", "level", "bucket"], name="unique_metric_summary")]
 
 
 class RunMetric(models.Model):

@@ -12,6 +12,8 @@ Every field merges by min, max or sum, so a bucket's row is the same whatever th
 cut of the batches that fed it: a batch adds its own aggregate with one upsert.
 """
 
+import json
+
 from django.db.models import Count, Max, Min
 
 BASE_SHIFT = 6  # level 0: buckets of 2**6 = 64 steps
@@ -82,7 +84,7 @@ def upsert(connection, rows):
     """Add `rows` [(run_id, key, level, bucket, lo, hi, s_lo, s_hi, n, t0)] (t0 already adapted
     for the database, each (run_id, key, level, bucket) once) to the stored summary in one
     statement: on SQLite one executemany of a one-row upsert, on PostgreSQL one INSERT … SELECT
-    FROM unnest(arrays) (ten parameters whatever the number of rows). Rows are written in key
+    from a JSON array of the rows (one parameter whatever the number of rows). Rows are written in key
     order, so concurrent batches of one run take the rows' locks in the same order.
 
     The stored columns are never NULL (a bucket without a finite value has no row), so the
@@ -108,9 +110,14 @@ def upsert(connection, rows):
                              f"{qn('n')} = {table}.{qn('n')} + excluded.{qn('n')}"]))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # The rows as one JSON text: psycopg's adaptation of ten arrays (or of a VALUES list)
+            # measured 5-7 ms for a batch's ~200 rows, this 1.5 ms. JSON numbers are exact here:
+            # floats are written as their shortest repr, integers whole, times with their offset.
             types = ("bigint", "varchar", "smallint", "bigint", "float8", "float8", "bigint", "bigint", "bigint", "timestamptz")
-            arrays = ", ".join(f"%s::{t}[]" for t in types)
-            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) {conflict}", [list(c) for c in zip(*rows)])
+            fields = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
+            iso = {}
+            text = json.dumps([(*row[:9], iso.get(row[9]) or iso.setdefault(row[9], row[9].isoformat())) for row in rows])
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {fields} FROM json_array_elements(%s::json) e {conflict}", [text])
         else:
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) {conflict}", rows)
 
