@@ -197,3 +197,28 @@ def test_ingestion_costs_one_upsert_more_whatever_the_batch(project):
     small, large = batch(1, 10), batch(1_000, 1_000)
     assert len(small) == len(large)
     assert len([sql for sql in large if "tracking_metricsummary" in sql]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_summarises_the_histories_stored_before_it(project):
+    """Migrating from before the summary fills it from the stored points: the same rows as
+    ingestion writes for the same history."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    rng = random.Random(3)
+    history = random_history(rng)
+    before, after = [("tracking", "0002_metric_raw_text")], [("tracking", "0004_fill_metric_summary")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    stored = old.get_model("tracking", "Run").objects.create(project_id=project.pk, run_id="old", name="old")
+    old.get_model("tracking", "MetricPoint").objects.bulk_create([
+        old.get_model("tracking", "MetricPoint")(run_id=stored.pk, key=key, step=s, timestamp=t,
+                                                 value=v if math.isfinite(v) else None, raw=None if math.isfinite(v) else str(v))
+        for key, points in history.items() for s, v, t in points])
+    MigrationExecutor(connection).migrate(after)
+    logged = Run.objects.create(project=project, run_id="new", name="new")
+    log_shuffled(logged, history, rng)
+    columns = ("key", "level", "bucket", "lo", "hi", "s_lo", "s_hi", "n", "t0")
+    migrated = list(MetricSummary.objects.filter(run_id=stored.pk).order_by("key", "level", "bucket").values_list(*columns))
+    assert migrated and migrated == list(MetricSummary.objects.filter(run=logged).order_by("key", "level", "bucket").values_list(*columns))
