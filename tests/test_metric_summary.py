@@ -57,7 +57,7 @@ def expected_chart(points, samples, min_step=None, max_step=None, times=True):
 def random_history(rng):
     """{key: [(step, value, time)]} for two keys: steps from one of several shapes, some of them
     repeated, a tenth of the values NaN or ±Infinity."""
-    shape = rng.choice(["around zero", "epoch ms", "huge range", "dense"])
+    shape = rng.choice(["around zero", "epoch ms", "huge range", "dense", "the ends of BigInteger"])
     n = rng.randint(300, 1500)
     history = {}
     for key in ("loss", "acc"):
@@ -67,8 +67,10 @@ def random_history(rng):
             steps = [1_700_000_000_000 + rng.randint(0, 10**8) for _ in range(n)]
         elif shape == "huge range":
             steps = [rng.randint(-10**12, 10**12) for _ in range(n)]
-        else:
+        elif shape == "dense":
             steps = [rng.randint(0, 5_000) for _ in range(n)]
+        else:
+            steps = [rng.choice([-2**63, 2**63 - 1, rng.randint(-2**63, 2**63 - 1)]) for _ in range(n)]
         steps += rng.choices(steps, k=n // 5)  # repeated steps, other values
         points = []
         for step in steps:
@@ -93,7 +95,7 @@ def log_shuffled(run, history, rng):
     log_history(run, again, skip_stored=True)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_a_chart_from_the_summary_matches_the_points(project, seed):
     rng = random.Random(seed)
     run = Run.objects.create(project=project, run_id=f"r{seed}", name="r")
@@ -176,6 +178,8 @@ def test_a_long_run_page_reads_the_summary_not_the_points(client, project, bob):
     whole = client.get(PROJECT + "runs/long/chart/", {"key": "loss", "samples": 2000}).json()
     assert whole["downsampled"] and whole["total"] == 5000 + 50_000 and 99.0 in whole["value"] and len(whole["step"]) <= 2000
     assert whole["step"][0] == 0 and whole["step"][-1] == 1_099_998
+    widest = {"key": "loss", "samples": 2000, "min_step": -(2**63) + 1, "max_step": 2**63 - 1}
+    assert client.get(PROJECT + "runs/long/chart/", widest).json() == whole
     # a zoom whose ends cut summary buckets: those two are read from the points, the rest from the summary
     zoomed = client.get(PROJECT + "runs/long/chart/", {"key": "loss", "samples": 100, "min_step": 1_000_001, "max_step": 1_099_001}).json()
     assert zoomed["downsampled"] and zoomed["total"] == 49_500 and zoomed["step"][0] == 1_000_002 and zoomed["step"][-1] == 1_099_000
