@@ -4,7 +4,7 @@ import json
 import math
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Value
+from django.db.models import Count, F, Max, Min, Sum, Value
 from django.utils import timezone
 
 from . import summary
@@ -291,8 +291,21 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
     buckets grouped `g` at a time into at most `samples // 2` display buckets; a level bucket
     reaching past an explicit `min_step`/`max_step` is aggregated from the points in the range.
     A range of fewer than about 64 × `samples // 2` steps is aggregated from the points in the
-    database, in equal-width buckets, in one pass."""
+    database, in equal-width buckets, in one pass. The whole history (no range) takes its count
+    and ends from the summary too: a long one is charted in two queries without reading a point."""
     points = MetricPoint.objects.filter(run=run, key=key)
+    if min_step is None and max_step is None:
+        # The whole history: its count and ends from the summary's coarsest level (one or two
+        # rows), so a long history is charted without reading a point. (The first points in
+        # step order measured 0.44 s on PostgreSQL for a million points just after they were
+        # loaded, before the planner had statistics.)
+        top = MetricSummary.objects.filter(run=run, key=key, level=summary.LEVELS - 1).aggregate(
+            n=Sum("n"), low=Min("s_lo"), high=Max("s_hi"))
+        if top["n"] and top["n"] > samples:
+            buckets = max(1, samples // 2)
+            level = summary.chart_level(top["low"], top["high"], buckets)
+            if level is not None:
+                return _chart_from_summary(run, points, key, top["low"], top["high"], level, buckets, None, None, times)
     if min_step is not None:
         points = points.filter(step__gte=min_step)
     if max_step is not None:
@@ -306,19 +319,7 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
     buckets = max(1, samples // 2)
     level = summary.chart_level(low, high, buckets)
     if level is not None:
-        steps, stamps, values, total = [], [], [], 0
-        summaries = MetricSummary.objects.filter(run=run)
-        for lo, hi, s_lo, s_hi, n, t0 in summary.chart_buckets(summaries, points, key, low, high, level, buckets, min_step, max_step):
-            total += n
-            t0 = t0.timestamp() if times else None
-            steps.append(s_lo)
-            stamps.append(t0)
-            values.append(lo)
-            if s_hi != s_lo:
-                steps.append(s_hi)
-                stamps.append(t0)
-                values.append(hi)
-        return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
+        return _chart_from_summary(run, points, key, low, high, level, buckets, min_step, max_step, times)
     # A range too narrow for the summary's finest level (fewer than about 64 × `buckets` steps):
     # aggregated from the points.
     width = (high - low + buckets) // buckets  # ceil((high - low + 1) / buckets)
@@ -345,6 +346,22 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
             steps.append(row["s1"])
             stamps.append(t0)
             values.append(row["hi"])
+    return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
+
+
+def _chart_from_summary(run, points, key, low, high, level, buckets, min_step, max_step, times):
+    steps, stamps, values, total = [], [], [], 0
+    summaries = MetricSummary.objects.filter(run=run)
+    for lo, hi, s_lo, s_hi, n, t0 in summary.chart_buckets(summaries, points, key, low, high, level, buckets, min_step, max_step):
+        total += n
+        t0 = t0.timestamp() if times else None
+        steps.append(s_lo)
+        stamps.append(t0)
+        values.append(lo)
+        if s_hi != s_lo:
+            steps.append(s_hi)
+            stamps.append(t0)
+            values.append(hi)
     return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
 
 
