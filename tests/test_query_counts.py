@@ -109,3 +109,20 @@ def test_artifact_creation_answers_what_a_later_read_says(api, team, project, bo
     second = c.post(f"{P}/artifacts/", {"name": "m", "type": "model"}, format="json").json()
     assert second == c.get(f"{P}/artifacts/m/versions/v1/").json() and second["aliases"] == ["latest"]
     assert c.get(f"{P}/artifacts/m/versions/v0/").json()["aliases"] == ["best"]
+
+
+def test_a_history_batch_costs_seven_statements_whatever_its_size(team, project):
+    """Ingestion's queries, pinned: a savepoint, the points' insert (COPY on PostgreSQL, which
+    the capture does not see), the metric records' locking read and update, the summary's one
+    upsert (tracking/summary.py; six statements before it), the event, the release."""
+    from tracking.history import log_history
+    from tracking.models import Run
+
+    run = Run.objects.create(project=project, run_id="r", name="r")
+    log_history(run, [{"step": 0, "metrics": {"a": 1.0, "b": 2.0}}])  # creates the metric records
+    expected = 6 if connection.vendor == "postgresql" else 7
+    for n in (10, 1000):
+        with CaptureQueriesContext(connection) as captured:
+            log_history(run, [{"step": n + i, "metrics": {"a": 1.0, "b": float(i)}} for i in range(n)])
+        assert len(captured) == expected, [q["sql"][:80] for q in captured]
+        assert len([q for q in captured if "tracking_metricsummary" in q["sql"]]) == 1

@@ -4,10 +4,11 @@ import json
 import math
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Value
+from django.db.models import Count, F, Max, Min, Sum, Value
 from django.utils import timezone
 
-from .models import MetricPoint, Run, RunMetric, finite_number, logged_value
+from . import summary
+from .models import MetricPoint, MetricSummary, Run, RunMetric, finite_number, logged_value
 from .signals import history_logged
 
 POINT_COLUMNS = ("run_id", "key", "step", "value", "raw", "timestamp")
@@ -28,7 +29,8 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     """Store validated rows `[{"step", "metrics", "timestamp"?}]` for `run`.
 
     A constant number of queries whatever the batch size: one bulk insert of points, one read
-    and one bulk write of the per-metric latest values, one event. With `skip_stored`, a point
+    and one bulk write of the per-metric latest values, one upsert of the batch's aggregate into
+    the multi-resolution summary (tracking/summary.py), one event. With `skip_stored`, a point
     identical to one already stored (key, step, timestamp and value) is not a new point: one
     more query finds those among the batch's step and time range, and they are left out, so
     they neither duplicate the history nor feed an automation's window twice (MLflow clients
@@ -57,10 +59,14 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     # One pass: each metric's latest value and count, and the rows to insert. A timestamp is
     # adapted for the database once per row, not once per value (a fifth of the request when
     # it was per value): the points of one row are consecutive and share their timestamp.
+    # The same pass folds each finite value into its level-0 summary bucket (summary.add_point
+    # inlined: a call per value would cost more than the rest of this loop).
     latest = {}  # key -> (step, value, raw, count)
+    base = {}  # (key, step >> 6) -> [lo, hi, s_lo, s_hi, n, t0]
     adapt = connection.ops.adapt_datetimefield_value
     run_pk, last_ts, last_db = run.pk, None, None
     to_insert = []
+    shift = summary.BASE_SHIFT
     for _, key, step, value, raw, ts in points:
         prev = latest.get(key)
         if prev is None:
@@ -72,6 +78,22 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
         if ts is not last_ts:
             last_ts, last_db = ts, adapt(ts)
         to_insert.append((run_pk, key, step, value, raw, last_db))
+        if value is not None:
+            agg = base.get((key, step >> shift))
+            if agg is None:
+                base[(key, step >> shift)] = [value, value, step, step, 1, last_db]
+                continue
+            if value < agg[0]:
+                agg[0] = value
+            elif value > agg[1]:
+                agg[1] = value
+            if step < agg[2]:
+                agg[2] = step
+            elif step > agg[3]:
+                agg[3] = step
+            agg[4] += 1
+            if last_db is not agg[5] and last_db < agg[5]:
+                agg[5] = last_db
     _insert_points(to_insert)
 
     # Lock the run's metric records so that concurrent batches for one run add up. A metric new
@@ -96,6 +118,8 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
         to_update.append(record)
     if to_update:
         _update_records(to_update, now)
+    # After the metric records' lock: concurrent batches of the run reach the summary one by one.
+    summary.upsert(connection, [(run_pk, *row) for row in summary.every_level(base)])
 
     if skip_stored:
         steps, accepted = [point[2] for point in points], len({point[0] for point in points})
@@ -261,9 +285,27 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
     cut into `samples // 2` buckets of equal step width and each bucket gives two points, its
     minimum and its maximum, so spikes survive: the minimum is drawn at the bucket's first step,
     the maximum at its last (a bucket is about a pixel wide), both at the bucket's first time.
-    They are aggregated in the database in one pass over the range (a million points are never
-    read into Python); the range's ends come from the (run, key, step) index."""
+    The range's ends come from the (run, key, step) index. The buckets come from the stored
+    summary (tracking/summary.py): the coarsest level still giving `samples // 2` buckets over
+    the range is read (at most about 8 × that many rows, whatever the number of points) and its
+    buckets grouped `g` at a time into at most `samples // 2` display buckets; a level bucket
+    reaching past an explicit `min_step`/`max_step` is aggregated from the points in the range.
+    A range of fewer than about 64 × `samples // 2` steps is aggregated from the points in the
+    database, in equal-width buckets, in one pass. The whole history (no range) takes its count
+    and ends from the summary too: a long one is charted in two queries without reading a point."""
     points = MetricPoint.objects.filter(run=run, key=key)
+    if min_step is None and max_step is None:
+        # The whole history: its count and ends from the summary's coarsest level (one or two
+        # rows), so a long history is charted without reading a point. (The first points in
+        # step order measured 0.44 s on PostgreSQL for a million points just after they were
+        # loaded, before the planner had statistics.)
+        top = MetricSummary.objects.filter(run=run, key=key, level=summary.LEVELS - 1).aggregate(
+            n=Sum("n"), low=Min("s_lo"), high=Max("s_hi"))
+        if top["n"] and top["n"] > samples:
+            buckets = max(1, samples // 2)
+            level = summary.chart_level(top["low"], top["high"], buckets)
+            if level is not None:
+                return _chart_from_summary(run, points, key, top["low"], top["high"], level, buckets, None, None, times)
     if min_step is not None:
         points = points.filter(step__gte=min_step)
     if max_step is not None:
@@ -275,6 +317,11 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
     low = head[0][0]
     high = points.filter(value__isnull=False).order_by("-step").values_list("step", flat=True).first()
     buckets = max(1, samples // 2)
+    level = summary.chart_level(low, high, buckets)
+    if level is not None:
+        return _chart_from_summary(run, points, key, low, high, level, buckets, min_step, max_step, times)
+    # A range too narrow for the summary's finest level (fewer than about 64 × `buckets` steps):
+    # aggregated from the points.
     width = (high - low + buckets) // buckets  # ceil((high - low + 1) / buckets)
     # MIN and MAX skip NULLs (non-finite values): no filter on `value`, which measured 1.5× slower
     # on SQLite. A bucket of non-finite values only gives no point; in a bucket mixing both, the
@@ -299,6 +346,22 @@ def read_chart(run: Run, key, min_step=None, max_step=None, samples=2000, times=
             steps.append(row["s1"])
             stamps.append(t0)
             values.append(row["hi"])
+    return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
+
+
+def _chart_from_summary(run, points, key, low, high, level, buckets, min_step, max_step, times):
+    steps, stamps, values, total = [], [], [], 0
+    summaries = MetricSummary.objects.filter(run=run)
+    for lo, hi, s_lo, s_hi, n, t0 in summary.chart_buckets(summaries, points, key, low, high, level, buckets, min_step, max_step):
+        total += n
+        t0 = t0.timestamp() if times else None
+        steps.append(s_lo)
+        stamps.append(t0)
+        values.append(lo)
+        if s_hi != s_lo:
+            steps.append(s_hi)
+            stamps.append(t0)
+            values.append(hi)
     return {"step": steps, "time": stamps if times else None, "value": values, "total": total, "downsampled": True}
 
 

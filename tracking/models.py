@@ -130,6 +130,29 @@ class MetricPoint(models.Model):
         return logged_value(self.value, self.raw)
 
 
+class MetricSummary(models.Model):
+    """A metric's finite values aggregated over one bucket of steps at one level of resolution:
+    bucket `b` of level `k` holds the steps `b * w … (b + 1) * w - 1`, `w = 64 * 8**k` (floor
+    division, so negative steps have negative buckets). Kept by `log_history` in the same
+    transaction as the points (tracking/summary.py), so that a chart of a million points reads
+    a few thousand of these rows instead of aggregating the points. A bucket holding no finite
+    value has no row."""
+
+    # The primary key is the bucket's identity: its one index serves the upsert's conflicts,
+    # the charts' range reads and a run's deletion (an `id` would be a second index to write).
+    pk = models.CompositePrimaryKey("run", "key", "level", "bucket")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="summaries", db_index=False)
+    key = models.CharField(max_length=128)
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    lo = models.FloatField()  # the minimum value
+    hi = models.FloatField()  # the maximum value
+    s_lo = models.BigIntegerField()  # the first step holding a finite value
+    s_hi = models.BigIntegerField()  # the last step holding a finite value
+    n = models.BigIntegerField()  # how many finite values
+    t0 = models.DateTimeField()  # the earliest timestamp of those values
+
+
 class RunMetric(models.Model):
     """The latest value, step and count of one metric of one run, kept up to date on write."""
 
