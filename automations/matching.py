@@ -22,14 +22,15 @@ _cache = OrderedDict()  # {(scope, event types): (stamp, automations)}, this pro
 _lock = threading.Lock()
 
 
-def candidates(event, queryset):
+def candidates(event, queryset, stamps=None):
     """The automations of `queryset` whose scope and event type cover `event` and that were
     enabled when it occurred (one created or switched on later never fires for it).
 
     The automations of one scope are loaded once and kept (a history batch of a project with
     100 metric automations does not load and build 100 of them again): each evaluation reads
     the team's AutomationsChanged counter (one primary-key read), which every change to one of
-    its automations bumps, and loads them again when it moved."""
+    its automations bumps, and loads them again when it moved. `stamps` keeps the counters read
+    in one transaction, so a batch of events reads each team's once."""
     names = event_types.triggered_by(event.type)
     allowed = set()
     for name in names:
@@ -48,7 +49,11 @@ def candidates(event, queryset):
     watching = queryset.filter(scope, enabled=True, event_type__in=names)
     if queryset.query.has_filters():  # only the whole table is cached
         return list(watching.filter(enabled_since__lte=event.created_at))
-    stamp = AutomationsChanged.of(event.team_id)
+    if stamps is None:
+        stamps = {}
+    if event.team_id not in stamps:
+        stamps[event.team_id] = AutomationsChanged.of(event.team_id)
+    stamp = stamps[event.team_id]
     key = (event.team_id, tuple(sorted(names)), tuple(
         (scope_type, value) for scope_type, _, value in places if scope_type in allowed and value is not None))
     hit = _cache.get(key)

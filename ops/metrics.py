@@ -22,7 +22,7 @@ logger = logging.getLogger("tripline.metrics")
 EVENTS = Counter("tripline_events_stored", "Events stored (counted when their transaction commits)")
 EVALUATION = Histogram(
     "tripline_evaluation_seconds",
-    "Duration of one evaluation task (an event against the automations that watch it)",
+    "Time to evaluate one event against the automations that watch it (events evaluated together in one transaction each count an equal share)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DELIVERY_TASKS = Counter(
@@ -55,17 +55,10 @@ def count_event(sender=None, **kwargs):
     EVENTS.inc()
 
 
-def timed_evaluation(evaluate):
-    """Decorates the evaluation task."""
-    @wraps(evaluate)
-    def timed(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return evaluate(*args, **kwargs)
-        finally:
-            EVALUATION.observe(time.perf_counter() - started)
-
-    return timed
+def observe_evaluations(count, seconds):
+    """`count` events evaluated together (one transaction) in `seconds`: each observes its share."""
+    for _ in range(count):
+        EVALUATION.observe(seconds / count)
 
 
 def delivery_task(deliver):
