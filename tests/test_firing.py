@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from automations.models import Automation, RunCondition
-from automations.tasks import enqueue_evaluation, evaluate_event
+from automations.tasks import enqueue_evaluation, evaluate_batch
 from events.models import Event
 from events.signals import event_committed
 
@@ -33,6 +33,11 @@ def bobc(bob, team, project):
 
 
 @pytest.fixture
+def other_project(team):
+    return team.projects.create(name="audio")
+
+
+@pytest.fixture
 def admin_site(client, alice, team):
     """alice, a team admin, signed in with her password."""
     assert client.login(username="alice", password="alice-password")
@@ -50,9 +55,12 @@ class Held:
     def __exit__(self, *exc):
         event_committed.connect(enqueue_evaluation, dispatch_uid="automations.evaluate")
 
+    def ids(self, **kind):
+        return list(Event.objects.filter(pk__gte=self.first, **kind).order_by("id").values_list("pk", flat=True))
+
     def evaluate(self):
-        for pk in Event.objects.filter(pk__gte=self.first).order_by("id").values_list("pk", flat=True):
-            evaluate_event(pk)
+        """As the worker does: the held events in one batch (one transaction)."""
+        return evaluate_batch(self.ids())
 
 
 def new_version(client):
@@ -75,6 +83,41 @@ def test_only_a_change_of_a_runs_state_is_an_event(team, bobc):
     bobc.patch(f"{P}/runs/r/", {"state": "failed"}, format="json")
     assert [e.context["run_state"] for e in fired(auto)][-1] == "failed"
     assert Event.objects.get(type="RUN_STATE", facts__new_state="failed").facts["old_state"] == "finished"
+
+
+# --- a backlog, evaluated a batch at a time
+
+
+def test_a_batch_evaluates_its_events_in_order_each_as_on_its_own(team, project, other_project, bobc):
+    every = make_automation(team, "every", PROJECT, {"type": "CREATE_ARTIFACT"})
+    datasets = make_automation(team, "datasets", PROJECT, {"type": "CREATE_ARTIFACT", "collection_type": "dataset"})
+    audio = make_automation(team, "audio", {"type": "project", "project": "audio"}, {"type": "CREATE_ARTIFACT"})
+    with Held() as held:
+        for name, type_, where in [("a", "model", P), ("b", "dataset", P), ("c", "model", f"{T}/projects/audio"), ("a", "model", P)]:
+            assert bobc.post(f"{where}/artifacts/", {"name": name, "type": type_}, format="json").status_code == 201
+        ids = held.ids(type="CREATE_ARTIFACT")  # a new version records more events besides
+        delivered = held.evaluate()
+    assert delivered == []  # NO_OP: nothing to send
+    assert [e.event_id for e in fired(every)] == [ids[0], ids[1], ids[3]]
+    assert [e.event_id for e in fired(datasets)] == [ids[1]]
+    assert [e.event_id for e in fired(audio)] == [ids[2]]
+    assert not Event.objects.filter(evaluated_at__isnull=True).exists()
+    assert held.evaluate() == [] and len(fired(every)) == 3  # evaluated already: nothing new
+
+
+def test_an_event_that_cannot_be_evaluated_holds_up_none_of_its_batch(team, project, other_project, bobc, caplog):
+    every = make_automation(team, "every", PROJECT, {"type": "CREATE_ARTIFACT"})
+    broken = make_automation(team, "broken", {"type": "project", "project": "audio"}, {"type": "CREATE_ARTIFACT"})
+    Automation.objects.filter(pk=broken.pk).update(event_filter=["not", "a", "filter"])  # a row damaged outside Tripline
+    with Held() as held:
+        for where in [P, f"{T}/projects/audio", P]:
+            assert bobc.post(f"{where}/artifacts/", {"name": "m", "type": "model"}, format="json").status_code == 201
+        ids = held.ids(type="CREATE_ARTIFACT")
+        held.evaluate()
+    assert [e.event_id for e in fired(every)] == [ids[0], ids[2]]
+    assert fired(broken) == []
+    assert list(Event.objects.filter(evaluated_at__isnull=True).values_list("pk", flat=True)) == [ids[1]]  # left for the sweep
+    assert f"event {ids[1]} could not be evaluated" in caplog.text
 
 
 # --- enabled_since, on every path that creates or enables an automation

@@ -126,3 +126,26 @@ def test_a_history_batch_costs_seven_statements_whatever_its_size(team, project)
             log_history(run, [{"step": n + i, "metrics": {"a": 1.0, "b": float(i)}} for i in range(n)])
         assert len(captured) == expected, [q["sql"][:80] for q in captured]
         assert len([q for q in captured if "tracking_metricsummary" in q["sql"]]) == 1
+
+
+def test_evaluating_a_backlog_costs_the_same_queries_for_a_batch_of_2_events_and_of_12(api, bob, team, project):
+    """Issue 9: the worker evaluates a backlog a batch of events at a time in one transaction
+    (automations.tasks.evaluate_batch): the events taken in one query, marked in one, their
+    executions inserted in one — no query per event."""
+    from automations.tasks import evaluate_batch
+
+    make_automation(team, "every", {"type": "project", "project": project.name}, {"type": "CREATE_ARTIFACT"})
+    client = api(bob)
+
+    def batch(n):
+        first = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        for i in range(n):  # stored, not evaluated yet (on-commit hooks do not run in these tests)
+            assert client.post(f"{P}/artifacts/", {"name": "mnist", "type": "model"}, format="json").status_code == 201
+        ids = list(Event.objects.filter(pk__gt=first, type="CREATE_ARTIFACT").values_list("pk", flat=True))
+        with CaptureQueriesContext(connection) as captured:
+            evaluate_batch(ids)
+        assert Execution.objects.filter(event_id__in=ids).count() == n
+        return len(captured)
+
+    batch(1)  # the first loads the scope's automations, which the worker then keeps
+    assert batch(2) == batch(12)
