@@ -29,6 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from actions.http import attempt_deadline
+from ops.compiled import Compiled
 
 from .models import DeliveryAttempt, Execution, ExecutionStatus as S
 
@@ -150,7 +151,7 @@ def claim_due(pks, now=None, limit=None):
             return []
     mine = Execution.objects.filter(pk__in=pks, status=S.RUNNING, lease_token=fields["lease_token"])
     try:
-        return list(load_many(mine))
+        return _claimed_with(fields["lease_token"])  # those claimed together share the token
     except Exception:  # one of them cannot be loaded (e.g. its secrets cannot be decrypted): load them one by one
         pass
     claimed = []
@@ -161,6 +162,9 @@ def claim_due(pks, now=None, limit=None):
             logger.error("execution %s could not be loaded: %s: %s", pk, type(exc).__name__, exc)
             give_up(Execution.objects.filter(pk=pk, lease_token=fields["lease_token"]), f"could not be delivered: {type(exc).__name__}: {exc}")
     return claimed
+
+
+_claimed_with = Compiled(lambda token: load_many(Execution.objects.filter(status=S.RUNNING, lease_token=token)))
 
 
 def load(pk):

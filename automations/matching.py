@@ -42,23 +42,25 @@ def candidates(event, queryset, stamps=None):
         (ScopeType.REGISTRY, "registry_id", event.registry_id),
         (collection_scope, "collection_id", event.collection_id),
     ]
-    scope = Q(pk__in=[])
-    for scope_type, field, value in places:
-        if scope_type in allowed and value is not None:
+    places = [(scope_type, field, value) for scope_type, field, value in places if scope_type in allowed and value is not None]
+
+    def watching():  # built only when it is read: building the filter cost more than a cache hit
+        scope = Q(pk__in=[])
+        for scope_type, field, value in places:
             scope |= Q(scope_type=scope_type, **{field: value})
-    watching = queryset.filter(scope, enabled=True, event_type__in=names)
+        return queryset.filter(scope, enabled=True, event_type__in=names)
+
     if queryset.query.has_filters():  # only the whole table is cached
-        return list(watching.filter(enabled_since__lte=event.created_at))
+        return list(watching().filter(enabled_since__lte=event.created_at))
     if stamps is None:
         stamps = {}
     if event.team_id not in stamps:
         stamps[event.team_id] = AutomationsChanged.of(event.team_id)
     stamp = stamps[event.team_id]
-    key = (event.team_id, tuple(sorted(names)), tuple(
-        (scope_type, value) for scope_type, _, value in places if scope_type in allowed and value is not None))
+    key = (event.team_id, tuple(sorted(names)), tuple((scope_type, value) for scope_type, _, value in places))
     hit = _cache.get(key)
     if hit is None or stamp is None or hit[0] != stamp:
-        hit = (stamp, list(watching))
+        hit = (stamp, list(watching()))
     with _lock:
         _cache[key] = hit
         _cache.move_to_end(key)

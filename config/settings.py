@@ -162,7 +162,7 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "teams.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # PlainURL runs before any view looks a path or query value up.

@@ -3,8 +3,13 @@ from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
 
+from ops.compiled import Compiled
+
 from .context import set_from_request
 from .models import ROLE_RANK, Membership, Role, Team
+
+
+_membership = Compiled(lambda team_name, user_id: Membership.objects.select_related("team").filter(team__name=team_name, user_id=user_id))
 
 
 def team_for_user(user, team_name, needed=Role.VIEWER):
@@ -13,9 +18,9 @@ def team_for_user(user, team_name, needed=Role.VIEWER):
     Outsiders get 404 (a team's existence is not revealed); members with too low a role 403.
     """
     # the team and the user's role in one query when the user is a member (every API call)
-    membership = Membership.objects.select_related("team").filter(team__name=team_name, user=user).first() if user.is_authenticated else None
-    if membership is not None:
-        team, role = membership.team, membership.role
+    membership = _membership(team_name, user.pk) if user.is_authenticated else None
+    if membership:
+        team, role = membership[0].team, membership[0].role
     else:
         team = get_object_or_404(Team, name=team_name)
         role = team.role_of(user)

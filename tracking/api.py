@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from teams.api_errors import Conflict, refuse_name_clash
 from teams.api_input import MetricJSONParser, Serializer, shown
+from ops.compiled import Compiled
 from teams.permissions import TeamScopedMixin
 
 from .history import PAGE_POINTS, log_history, read_history_page
@@ -62,10 +63,17 @@ class ProjectListView(TeamScopedMixin, generics.ListCreateAPIView):
         serializer.save(team=self.team)
 
 
+_project = Compiled(lambda team_id, name: Project.objects.filter(team_id=team_id, name=name))  # every project API call
+
+
 class ProjectMixin(TeamScopedMixin):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        self.project = get_object_or_404(Project, team=self.team, name=kwargs["project"])
+        found = _project(self.team.pk, kwargs["project"])
+        if not found:
+            raise Http404
+        self.project = found[0]
+        self.project.team = self.team
 
 
 class ProjectDetailView(ProjectMixin, APIView):
