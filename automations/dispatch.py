@@ -26,6 +26,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from events.models import Event
+from ops.compiled import Compiled
 
 from . import event_types, lifecycle
 from .models import Nudge
@@ -56,9 +57,13 @@ def wake(kind):
     """`nudge`, unless a task of `kind` is waiting to start: then it will see what the caller has
     committed (a task frees its nudge before it looks for work), and this is one read — no write,
     no broker — which is what a burst of events costs while a task is waiting."""
-    if Nudge.objects.filter(kind=kind, queued_at__gte=timezone.now() - NUDGE_LOST_AFTER).exists():
+    waiting = _nudge(kind)
+    if waiting and waiting[0].queued_at is not None and waiting[0].queued_at >= timezone.now() - NUDGE_LOST_AFTER:
         return False
     return nudge(kind)
+
+
+_nudge = Compiled(lambda kind: Nudge.objects.filter(kind=kind))  # read after every write that records an event
 
 
 def _take(kind, condition, token, now):
