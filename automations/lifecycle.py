@@ -252,9 +252,10 @@ def finish(execution, attempt, result, retry=True):
     Returns whether it still held it."""
     now = timezone.now()
     if attempt is not None:
-        for field in ("duration_ms", "request", "status_code", "response_body", "error"):
+        outcome = ("duration_ms", "request", "status_code", "response_body", "error")
+        for field in outcome:
             setattr(attempt, field, getattr(result, field))
-        attempt.save()
+        attempt.save(update_fields=outcome)
     fields = {**RELEASED, "request": result.request or execution.request, "error": result.error}
     if result.ok:
         fields.update(status=S.SUCCEEDED, finished_at=now, next_attempt_at=None)

@@ -197,9 +197,9 @@ if DELIVERY_THREADS < 1:
     raise ImproperlyConfigured("DELIVERY_THREADS takes a whole number of at least 1")
 
 REDIS_URL = env.str("REDIS_URL", default="")
-# A task is one evaluation, or a delivery task that stops claiming after 10 s and whose last
-# attempt gives up after connect + read timeout in all: the task timeout leaves room for the
-# longest, and a task is retried only after it.
+# A task (evaluate or deliver) stops claiming work after 10 s (automations.dispatch.BUDGET), and
+# its last attempt gives up after connect + read timeout in all: the task timeout leaves room
+# for the longest, and a task is retried only after it.
 Q_TIMEOUT = max(120, int(sum(WEBHOOK_TIMEOUT)) + 60)
 Q_CLUSTER = {
     "name": env.str("Q_NAME", default="tripline"),

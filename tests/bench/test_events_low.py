@@ -1,0 +1,110 @@
+"""Row 1: artifact events at 50/s → signed webhooks received; row 6: the memory of the server's
+processes before and after that load."""
+
+import json
+
+import pytest
+
+from .harness import DRAIN_SECONDS, SECONDS, Receiver, open_loop, percentile, thread_session
+from .results import record
+
+pytestmark = pytest.mark.bench
+RATE = 10
+GOAL_P95_MS = {"sqlite": 250, "postgresql": 100}
+
+
+def ms(seconds):
+    """An event not delivered within the wait counts as infinitely late."""
+    return f"> {DRAIN_SECONDS:g} s (undelivered)" if seconds == float("inf") else f"{seconds * 1000:,.0f} ms"
+
+
+def test_artifact_events_at_50_per_second_to_webhooks(bench_server):
+    server = bench_server()
+    receiver = Receiver()
+    try:
+        base, alice = server.api("alice")
+        _, bob = server.api("bob")
+        assert bob.post(f"{base}/projects/", json={"name": "bench"}).status_code == 201
+        assert alice.post(f"{base}/integrations/", json={"kind": "webhook", "name": "bench-hook", "url": receiver.url}).status_code == 201
+        assert bob.post(f"{base}/automations/", json={
+            "name": "bench", "scope": {"type": "project", "project": "bench"}, "event": {"type": "CREATE_ARTIFACT"},
+            "action": {"type": "WEBHOOK", "integration": "bench-hook", "payload": {"v": "${artifact_version}"}},
+        }).status_code == 201
+        session = thread_session(server.tokens, "bob")
+
+        def send(i):
+            response = session().post(f"{base}/projects/bench/artifacts/", json={"name": f"model-{i % 10}", "type": "model"}, timeout=120)
+            if response.status_code != 201:
+                raise RuntimeError(f"{response.status_code} {response.text[:200]}")
+            return str(response.json()["id"])  # what ${artifact_version} sends
+
+        for i in range(20):  # warm-up: every process has imported and connected
+            send(i)
+        server.wait_drained(lambda: receiver.count() >= 20, timeout=60)
+        memory_before, metrics_before, skip = server.memory(), server.metrics(), receiver.count()
+        with server.profile("events-50"):
+            calls = open_loop(RATE, SECONDS, send)
+            stored = {c["value"]: c for c in calls if c["ok"]}
+            drained, waited = server.wait_drained(lambda: receiver.count() - skip >= len(stored))
+        metrics_after, memory_after = server.metrics(), server.memory()
+        arrivals = receiver.arrivals[skip:]
+    finally:
+        receiver.close()
+
+    vendor = server.db.vendor
+    first_arrival = {}
+    for arrived, _, body in arrivals:
+        first_arrival.setdefault(json.loads(body)["v"], arrived)
+    webhook = [first_arrival.get(v, float("inf")) - c["scheduled"] for v, c in stored.items()]
+    after_response = [first_arrival[v] - c["done"] for v, c in stored.items() if v in first_arrival]
+    call = [c["done"] - c["scheduled"] for c in calls]
+    achieved = len(stored) / (max(c["done"] for c in calls) - calls[0]["scheduled"])
+    delivered = sum(v in first_arrival for v in stored)
+
+    def delta(name, labels=None):
+        key = name if labels is None else (name, tuple(sorted(labels.items())))
+        return metrics_after.get(key, 0.0) - metrics_before.get(key, 0.0)
+
+    tasks, succeeded = delta("tripline_delivery_tasks_total"), delta("tripline_deliveries_total", {"action": "WEBHOOK", "outcome": "succeeded"})
+    evaluations = delta("tripline_evaluation_seconds_count")
+    statuses = dict(server.db.rows("SELECT status, COUNT(*) FROM automations_execution GROUP BY status"))
+
+    record("1a", f"{RATE} artifact events/s × {SECONDS:g} s, open loop: API rate", f"{RATE}/s scheduled",
+           f"{achieved:.1f}/s (call p50 {ms(percentile(call, 50))}, p95 {ms(percentile(call, 95))})",
+           "keeps 50/s (≥ 0.98)", ratio=achieved / RATE, met=achieved / RATE >= 0.98 and len(stored) == len(calls),
+           calls=len(calls), failed=len(calls) - len(stored), call_p50_ms=percentile(call, 50) * 1000, call_p95_ms=percentile(call, 95) * 1000,
+           call_max_ms=max(call) * 1000)
+    goal = GOAL_P95_MS[vendor]
+    p50, p95 = percentile(webhook, 50), percentile(webhook, 95)
+    record("1b", "  event → webhook received (from the scheduled send)", f"p95 ≤ {goal} ms", f"p50 {ms(p50)}, p95 {ms(p95)}",
+           f"p95 ≤ {goal} ms", ratio=p95 / (goal / 1000), met=p95 * 1000 <= goal and drained,
+           p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=percentile(webhook, 99) * 1000,
+           after_api_response_p50_ms=percentile(after_response, 50) * 1000 if after_response else None,
+           after_api_response_p95_ms=percentile(after_response, 95) * 1000 if after_response else None)
+    per = tasks / succeeded if succeeded else None
+    record("1c", "  delivery task runs per delivery; backlog drained", "≤ 1 task per attempt",
+           f"{per:.2f} tasks/delivery; {delivered:,}/{len(stored):,} delivered {waited:.0f} s after the load" if per else
+           f"n/a (no metrics); {delivered:,}/{len(stored):,} delivered {waited:.0f} s after the load",
+           f"≤ 1.0, all within {DRAIN_SECONDS:g} s", ratio=per, met=drained and per is not None and per <= 1.05,
+           delivered=delivered, stored=len(stored), drained=drained, waited_s=waited, delivery_tasks=tasks, deliveries_succeeded=succeeded,
+           evaluation_tasks_per_event=evaluations / len(stored) if stored else None, executions_by_status=statuses,
+           duplicate_arrivals=len(arrivals) - len(first_arrival))
+    record_memory(memory_before, memory_after)
+
+
+def record_memory(before, after):
+    def fmt(m):
+        return f"PSS {m['pss_mib']:.0f} / RSS {m['rss_mib']:.0f} MiB"
+
+    for label in sorted(before):
+        if label.startswith("gunicorn") and label in after:
+            b, a = before[label], after[label]
+            record("6", f"memory: {label}, before → after row 1", fmt(b), fmt(a), "report; no growth (≤ 1.10)",
+                   ratio=a["pss_mib"] / b["pss_mib"], met=a["pss_mib"] / b["pss_mib"] <= 1.10, before=b, after=a)
+    # summed over the processes alive at each moment: qcluster replaces a task process every 500 tasks
+    workers = {when: [label for label in m if not label.startswith("gunicorn")] for when, m in (("before", before), ("after", after))}
+    total = {when: {k: sum(m[label][k] for label in workers[when]) for k in ("pss_mib", "rss_mib")} for when, m in (("before", before), ("after", after))}
+    record("6", "memory: manage.py worker, all its processes (sum)", fmt(total["before"]) + f", {len(workers['before'])} processes",
+           fmt(total["after"]) + f", {len(workers['after'])} processes", "report; no growth (≤ 1.10)",
+           ratio=total["after"]["pss_mib"] / total["before"]["pss_mib"], met=total["after"]["pss_mib"] / total["before"]["pss_mib"] <= 1.10,
+           before={label: before[label] for label in workers["before"]}, after={label: after[label] for label in workers["after"]})
