@@ -97,12 +97,12 @@ def test_a_batch_evaluates_its_events_in_order_each_as_on_its_own(team, project,
             assert bobc.post(f"{where}/artifacts/", {"name": name, "type": type_}, format="json").status_code == 201
         ids = held.ids(type="CREATE_ARTIFACT")  # a new version records more events besides
         delivered = held.evaluate()
-    assert delivered == []  # NO_OP: nothing to send
+    assert delivered == ([], [])  # NO_OP: nothing to send
     assert [e.event_id for e in fired(every)] == [ids[0], ids[1], ids[3]]
     assert [e.event_id for e in fired(datasets)] == [ids[1]]
     assert [e.event_id for e in fired(audio)] == [ids[2]]
     assert not Event.objects.filter(evaluated_at__isnull=True).exists()
-    assert held.evaluate() == [] and len(fired(every)) == 3  # evaluated already: nothing new
+    assert held.evaluate() == ([], []) and len(fired(every)) == 3  # evaluated already: nothing new
 
 
 def test_an_event_that_cannot_be_evaluated_holds_up_none_of_its_batch(team, project, other_project, bobc, caplog):

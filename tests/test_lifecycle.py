@@ -94,6 +94,23 @@ def test_a_duplicate_task_costs_a_query_or_two(automation):
     assert len(queries) == 1, [q["sql"] for q in queries]
 
 
+def test_a_batch_claims_the_executions_it_delivers_now_and_leaves_the_rest_due(automation, team):
+    """evaluate_batch(ids, claim=n), as the evaluate task calls it: the first n executions the
+    batch creates are claimed in its transaction (running, under one lease), the others stay
+    due for the next claim, and a second claim of those taken finds nothing."""
+    from automations.tasks import evaluate_batch
+
+    events = [Event.objects.create(team=team, type="CREATE_ARTIFACT", project=automation.project, facts={"collection_type": "model"})
+              for _ in range(3)]
+    claimed, due = evaluate_batch([e.pk for e in events], claim=2)
+    assert sorted(e.event_id for e in claimed) == [events[0].pk, events[1].pk]
+    assert {e.status for e in claimed} == {"running"} and len({e.lease_token for e in claimed}) == 1
+    assert [Execution.objects.get(pk=pk).event_id for pk in due] == [events[2].pk]
+    assert Execution.objects.get(pk=due[0]).status == "pending"
+    assert lifecycle.claim_due([e.pk for e in claimed]) == []
+    assert not Event.objects.filter(evaluated_at__isnull=True).exists()
+
+
 def test_start_attempt_numbers_and_counts_it_in_one_step(automation):
     new_execution(automation)
     execution = lifecycle.claim()
