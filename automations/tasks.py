@@ -121,7 +121,9 @@ def _evaluate(waiting, claim=0):
     transaction, and claim the first `claim` executions to deliver: (those claimed, the ids of
     the others to deliver)."""
     started = time.perf_counter()
-    with transaction.atomic():
+    # lifecycle.writing() before the transaction, as every write of the delivery threads takes
+    # them: claim_due takes it inside, and the other order deadlocks on SQLite
+    with lifecycle.writing(), transaction.atomic():
         events = list(waiting.order_by("pk").select_for_update(skip_locked=True, of=("self",)).select_related("run__user", "team"))
         if not events:
             return [], []

@@ -4,7 +4,7 @@ task queue (automations.dispatch), on the real database."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -109,6 +109,29 @@ def test_a_batch_claims_the_executions_it_delivers_now_and_leaves_the_rest_due(a
     assert Execution.objects.get(pk=due[0]).status == "pending"
     assert lifecycle.claim_due([e.pk for e in claimed]) == []
     assert not Event.objects.filter(evaluated_at__isnull=True).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the writer lock is SQLite's")
+def test_a_batch_takes_the_processs_writer_before_the_databases(automation, team):
+    """On SQLite, delivery threads take lifecycle.writing() and then the database's write lock; a
+    batch that claims must take them in that order too, or each waits for the other (the bench
+    stalled for the 30 s busy timeout at each collision)."""
+    import threading
+
+    from automations.tasks import evaluate_batch
+
+    event = Event.objects.create(team=team, type="CREATE_ARTIFACT", project=automation.project, facts={"collection_type": "model"})
+    done = []
+    with lifecycle.writing():  # a delivery thread holds the process's writer
+        worker = threading.Thread(target=lambda: done.append(evaluate_batch([event.pk], claim=1)))
+        worker.start()
+        worker.join(0.5)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 200")
+        with transaction.atomic():  # the database's write lock is free: the batch waits for the writer
+            Nudge.objects.create(kind="probe")
+    worker.join(10)
+    assert [len(claimed) for claimed, _ in done] == [1]
 
 
 def test_start_attempt_numbers_and_counts_it_in_one_step(automation):
