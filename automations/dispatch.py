@@ -72,6 +72,13 @@ def _take(kind, condition, token, now):
     return Nudge.objects.get_or_create(kind=kind, defaults={"token": token, "queued_at": now})[1]
 
 
+def hold(kind, token):
+    """A running task stands in for a waiting one while it looks for new work itself (an
+    evaluate task lingering for the next event): until it calls `started` with `token`, events
+    enqueue no other task, as if one were waiting. False when one is waiting already."""
+    return _take(kind, Q(queued_at__isnull=True), token, timezone.now())
+
+
 def started(kind, token):
     """Called first by a nudged task: from now on another nudge may be enqueued."""
     Nudge.objects.filter(kind=kind, token=token).update(token="", queued_at=None)

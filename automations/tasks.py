@@ -12,6 +12,7 @@ from django_q.conf import Conf
 
 from events.models import Event
 from ops import metrics
+from ops.compiled import Compiled
 
 from . import dispatch, lifecycle
 from .delivery import deliver_all
@@ -40,7 +41,8 @@ def evaluate_pending(token=""):
     thread, sends on the others — rather than one task per event. Events recorded after the task
     started have nudged another task (dispatch.started frees the nudge first). What is left when
     the task's time is up goes back to the broker as nudges; retries wait for their time in the
-    database. Returns how many executions it delivered."""
+    database. A task that runs out of events lingers a moment for the next (`linger`). Returns
+    how many executions it delivered."""
     dispatch.started("evaluate", token)
     pending, after, events_left = [], [0], [True]
 
@@ -56,8 +58,10 @@ def evaluate_pending(token=""):
                 return []
             ids = list(unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", flat=True)[:n])
             if not ids:
-                events_left[0] = False
-                return []
+                if not linger(after[0]):
+                    events_left[0] = False
+                    return []
+                continue
             after[0] = ids[-1]
             claimed, due = evaluate_batch(ids, claim=n)
             pending.extend(due)
@@ -66,7 +70,26 @@ def evaluate_pending(token=""):
             if claimed:
                 return claimed
 
-    delivered, out_of_time = deliver_all(claim, time.monotonic() + dispatch.BUDGET)
+    def linger(last):
+        """Wait up to LINGER for an event after `last`, holding the nudge meanwhile (events
+        recorded then enqueue no task: this one finds them), so that under a steady load the
+        task goes on instead of ending and being enqueued, polled and started again for the next
+        event. The nudge is freed before the last look: an event recorded after that look
+        enqueues a task. True when one came."""
+        hold = lifecycle.new_token()
+        if Conf.SYNC or time.monotonic() + LINGER >= until or not dispatch.hold("evaluate", hold):
+            return False
+        try:
+            for _ in range(int(LINGER / LINGER_POLL)):
+                time.sleep(LINGER_POLL)
+                if _newer(last):
+                    return True
+        finally:
+            dispatch.started("evaluate", hold)
+        return bool(_newer(last))
+
+    until = time.monotonic() + dispatch.BUDGET
+    delivered, out_of_time = deliver_all(claim, until)
     if out_of_time:
         if pending or lifecycle.due_exists():
             dispatch.nudge("deliver")
@@ -77,6 +100,11 @@ def evaluate_pending(token=""):
 
 def unevaluated():
     return Event.objects.filter(evaluated_at__isnull=True, sample=False)
+
+
+LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the next one
+LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_newer)
+_newer = Compiled(lambda last: unevaluated().filter(pk__gt=last).only("pk")[:1])
 
 
 def evaluate_batch(ids, claim=0):

@@ -291,6 +291,14 @@ def test_one_nudge_waits_in_the_queue_at_a_time(automation, enqueued):
     assert dispatch.nudge("deliver") and len(enqueued) == 3
 
 
+def test_a_lingering_task_stands_in_for_a_waiting_one_until_it_lets_go(automation, enqueued):
+    assert dispatch.hold("evaluate", "lingering")
+    assert not dispatch.wake("evaluate") and enqueued == []  # an event meanwhile: the lingering task finds it
+    dispatch.started("evaluate", "lingering")
+    assert dispatch.wake("evaluate") and len(enqueued) == 1
+    assert not dispatch.hold("evaluate", "another")  # a task is waiting already: nothing to stand in for
+
+
 def test_a_nudge_is_presumed_lost_after_a_while(automation, enqueued, monkeypatch):
     assert dispatch.nudge("deliver")
     monkeypatch.setattr(dispatch, "broker_idle", lambda: False)
