@@ -70,3 +70,23 @@ def test_a_batch_leaves_the_conditions_of_metrics_it_does_not_log_as_they_were(t
     batch(2, acc=5)  # still holds: no new transition
     batch(3, loss=5)  # a new transition
     assert len(fired(acc)) == 1 and len(fired(loss)) == 2
+
+
+def test_a_batch_in_which_no_condition_turns_does_not_look_for_newer_batches(team, project):
+    """Whether a newer batch of the run was evaluated already (a query) matters only to a
+    condition that turns: a quiet batch writes nothing, late or not."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_automation(team, "loss", {"type": "project", "project": project.name}, {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$gt", "threshold": 1})
+    run = Run.objects.create(project=project, run_id="r", name="r")
+
+    def newer_batches_read(value, step):
+        log_history(run, [{"step": step, "metrics": {"loss": value}}])
+        with CaptureQueriesContext(connection) as captured:
+            evaluate_all()
+        return sum("SELECT facts" in q["sql"] for q in captured.captured_queries)
+
+    assert newer_batches_read(0, 0) == 0  # holds not, as before
+    assert newer_batches_read(5, 1) == 1  # turns: is a newer batch deciding already?
+    assert newer_batches_read(6, 2) == 0  # holds, as before

@@ -304,9 +304,11 @@ class MetricCondition(RunEvent):
         if metric not in event.facts.get("keys", ()) or (run_filter and not run_passes(event.run, run_filter)):
             return None
         window = getattr(event, "window", None) or Window(event)
+        met, context = evaluate(window)
+        if met == condition.met:
+            return None  # nothing turns, nothing is written: whether the batch is late matters not (no query)
         if event.id <= condition.last_event_id or window.superseded(metric):
             return None  # an older batch evaluated late: the newer one already decided
-        met, context = evaluate(window)
         if not transition(condition, met, event.id):
             return None
         return {"metric_name": metric, **context()}
