@@ -4,7 +4,6 @@ conditions (a window of a metric's recent values, fired on the transition into t
 
 import json
 import math
-import operator
 import statistics
 
 from django.conf import settings
@@ -123,7 +122,6 @@ def pstdev(values, mean):
     return spread
 
 
-ORDER = operator.itemgetter(0, 1)
 KEY, SIZE = object(), object()  # in a read's parameters: the metric's, the size's place
 
 
@@ -166,6 +164,14 @@ class Window:
         value reads as None)."""
         values = self._get(("values", key), n)
         return min(n, len(values)) <= self.clean[key]
+
+    def finite_values(self, key, n):
+        """values(key, n), or None when one of them is not a finite number: the two in one call,
+        for the conditions of a batch's hundred automations."""
+        values = self._get(("values", key), n)
+        if min(n, len(values)) > self.clean[key]:
+            return None
+        return values[-n:]
 
     def others(self, key, n):
         """The latest values of the n other runs of the project that logged `key` most recently."""
@@ -212,15 +218,16 @@ class Window:
             got = {}
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
-                for key, *row in cursor.fetchall():
-                    got.setdefault(key, []).append(row)
+                for row in cursor.fetchall():  # (key, o1, o2, v)
+                    got.setdefault(row[0], []).append(row)
             for what in reads:
                 self._store(what, got.get(what[1], []))
 
     def _store(self, what, rows):
-        # each arm's own order, most recent first (a UNION ALL does not promise to keep it)
-        rows.sort(key=ORDER, reverse=True)
-        values = [row[2] for row in rows[:self.sizes[what]]]
+        # each arm's own order, most recent first (a UNION ALL does not promise to keep it): the
+        # rows of one arm share their key, and (o1, o2) is unique, so plain tuple order is (o1, o2)
+        rows.sort(reverse=True)
+        values = [row[3] for row in rows[:self.sizes[what]]]
         if what[0] == "values":
             clean = 0
             for value in values:
@@ -269,27 +276,42 @@ class MetricCondition(RunEvent):
     def size(self, f):
         raise NotImplementedError
 
-    def evaluate(self, automation, event, window):
-        """(met, context) as of the event's last step; `window` is the batch's Window. `context`
-        is a function that builds the triggering's facts, called only when it fires (most
-        evaluations of a batch do not: building them for each would cost more than the test)."""
+    def evaluator(self, f):
+        """A function of the batch's Window that gives (met, context) as of the event's last step,
+        for an automation with the filter `f`, whose fields it reads once (it is kept on the
+        automation: see `prepared`). `context` is a function that builds the triggering's facts,
+        called only when it fires (most evaluations of a batch do not: building them for each
+        would cost more than the test)."""
         raise NotImplementedError
+
+    def prepared(self, automation):
+        """(metric, run filter, evaluate): kept on the automation, which the candidates' cache
+        keeps between batches, so that a batch's hundred conditions cost their arithmetic and
+        little else."""
+        got = automation.__dict__.get("_prepared")
+        if got is None:
+            f = automation.event_filter
+            got = automation.__dict__["_prepared"] = (f["metric"], f.get("run_filter"), self.evaluator(f))
+        return got
 
     def sample(self, automation, context):
         super().sample(automation, context)
         metric = automation.event_filter["metric"]
         context.update(metric_name=metric, metric_value=0.05, metric_values=[0.09, 0.07, 0.05], metric_filter=f"the condition on {metric} (sample values)")
 
-    def match_run(self, automation, event, condition):
-        if automation.event_filter["metric"] not in event.facts.get("keys", ()):
+    def match(self, automation, event, condition):
+        metric, run_filter, evaluate = self.prepared(automation)
+        if metric not in event.facts.get("keys", ()) or (run_filter and not run_passes(event.run, run_filter)):
             return None
         window = getattr(event, "window", None) or Window(event)
-        if event.pk <= condition.last_event_id or window.superseded(automation.event_filter["metric"]):
+        met, context = evaluate(window)
+        if met == condition.met:
+            return None  # nothing turns, nothing is written: whether the batch is late matters not (no query)
+        if event.id <= condition.last_event_id or window.superseded(metric):
             return None  # an older batch evaluated late: the newer one already decided
-        met, context = self.evaluate(automation, event, window)
-        if not transition(condition, met, event.pk):
+        if not transition(condition, met, event.id):
             return None
-        return {"metric_name": automation.event_filter["metric"], **context()}
+        return {"metric_name": metric, **context()}
 
 
 def transition(condition, met, event_id):

@@ -25,26 +25,29 @@ class RunMetricChange(MetricCondition):
     def size(self, f):
         return f["current_window"] + f["prior_window"]
 
-    def evaluate(self, automation, event, window):
-        f = automation.event_filter
-        metric, cur, prior = f["metric"], f["current_window"], f["prior_window"]
-        values = window.values(metric, cur + prior)
-        if len(values) < cur + prior or not window.finite(metric, cur + prior):
-            return False, no_context
+    def evaluator(self, f):
+        metric, cur, prior, amount, relative = f["metric"], f["current_window"], f["prior_window"], f["change_amount"], f["change_type"] == "RELATIVE"
+        direction = f["change_dir"]
         fn, name = AGG[f["agg"]]
-        before, now = fn(values[:prior]), fn(values[prior:])
-        if f["change_type"] == "RELATIVE":
-            if before == 0:
+
+        def evaluate(window):
+            values = window.finite_values(metric, cur + prior)
+            if values is None or len(values) < cur + prior:
                 return False, no_context
-            change = (now - before) / abs(before)
-        else:
-            change = now - before
-        amount = f["change_amount"]
-        met = {"INCREASE": change >= amount, "DECREASE": -change >= amount, "ANY": abs(change) >= amount}[f["change_dir"]]
+            before, now = fn(values[:prior]), fn(values[prior:])
+            if relative:
+                if before == 0:
+                    return False, no_context
+                change = (now - before) / abs(before)
+            else:
+                change = now - before
+            met = change >= amount if direction == "INCREASE" else -change >= amount if direction == "DECREASE" else abs(change) >= amount
 
-        def context():
-            unit = f"{amount:.0%}" if f["change_type"] == "RELATIVE" else f"{amount}"
-            words = f"{name}({metric}) over {cur} changed {f['change_dir'].lower()} by ≥ {unit} vs the {prior} before"
-            return {"metric_value": now, "metric_values": values[prior:], "metric_filter": words, "metric_change": change}
+            def context():
+                unit = f"{amount:.0%}" if relative else f"{amount}"
+                words = f"{name}({metric}) over {cur} changed {direction.lower()} by ≥ {unit} vs the {prior} before"
+                return {"metric_value": now, "metric_values": values[prior:], "metric_filter": words, "metric_change": change}
 
-        return met, context
+            return met, context
+
+        return evaluate

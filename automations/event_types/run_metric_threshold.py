@@ -24,21 +24,25 @@ class RunMetricThreshold(MetricCondition):
     def size(self, f):
         return f["window"] if f.get("agg") else 1
 
-    def evaluate(self, automation, event, window):
-        f = automation.event_filter
-        metric, agg = f["metric"], f.get("agg")
+    def evaluator(self, f):
+        metric, agg, n, threshold = f["metric"], f.get("agg"), f.get("window"), f["threshold"]
         size = self.size(f)
-        values = window.values(metric, size)
-        if not values or (agg and len(values) < f["window"]) or not window.finite(metric, len(values)):
-            return False, no_context
-        value = AGG[agg][0](values) if agg else values[-1]
         op, symbol = CMP[f["cmp"]]
+        fn = AGG[agg][0] if agg else None
 
-        def context():
-            words = f"{AGG[agg][1]}({metric}) over {f['window']}" if agg else metric
-            return {"metric_value": value, "metric_values": values, "metric_filter": f"{words} {symbol} {f['threshold']}"}
+        def evaluate(window):
+            values = window.finite_values(metric, size)
+            if not values or (agg and len(values) < n):
+                return False, no_context
+            value = fn(values) if agg else values[-1]
 
-        return op(value, f["threshold"]), context
+            def context():
+                words = f"{AGG[agg][1]}({metric}) over {n}" if agg else metric
+                return {"metric_value": value, "metric_values": values, "metric_filter": f"{words} {symbol} {threshold}"}
+
+            return op(value, threshold), context
+
+        return evaluate
 
 
 def thresholds_for_run(run):

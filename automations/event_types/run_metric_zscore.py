@@ -32,35 +32,37 @@ class RunMetricZscore(MetricCondition):
         others = [] if f["basis"] == "history" else [(("others", f["metric"]), f["window"])]
         return super().reads(automation) + others
 
-    def evaluate(self, automation, event, window):
-        f = automation.event_filter
-        metric = f["metric"]
-        if f["basis"] == "history":
-            size = self.size(f)
-            values = window.values(metric, size)
-            if len(values) < 3 or not window.finite(metric, len(values)):
-                return False, no_context
-            value, reference = values[-1], values[:-1]
-        else:
-            latest = window.values(metric, 1)
-            if not latest or not window.finite(metric, 1):
-                return False, no_context
-            value = latest[0]
-            reference = [v for v in window.others(metric, f["window"]) if math.isfinite(v)]
-            if len(reference) < 2:
-                return False, no_context
-        mean = statistics.fmean(reference)
-        spread = pstdev(reference, mean)
-        if spread == 0:
-            return False, no_context
-        z = (value - mean) / spread
-        t = f["threshold"]
-        met = {"INCREASE": z >= t, "DECREASE": z <= -t, "ANY": abs(z) >= t}[f["change_dir"]]
+    def evaluator(self, f):
+        metric, n, t, direction, history = f["metric"], f["window"], f["threshold"], f["change_dir"], f["basis"] == "history"
+        size = self.size(f)
 
-        def context():
-            against = f"its last {len(reference)} values" if f["basis"] == "history" else f"{len(reference)} other runs"
-            bound = {"INCREASE": f"≥ {t}", "DECREASE": f"≤ -{t}", "ANY": f"beyond ±{t}"}[f["change_dir"]]
-            words = f"z-score of {metric} against {against} {bound}"
-            return {"metric_value": value, "metric_values": reference, "metric_filter": words, "metric_zscore": z}
+        def evaluate(window):
+            if history:
+                values = window.finite_values(metric, size)
+                if values is None or len(values) < 3:
+                    return False, no_context
+                value, reference = values[-1], values[:-1]
+            else:
+                latest = window.finite_values(metric, 1)
+                if not latest:
+                    return False, no_context
+                value = latest[0]
+                reference = [v for v in window.others(metric, n) if math.isfinite(v)]
+                if len(reference) < 2:
+                    return False, no_context
+            mean = statistics.fmean(reference)
+            spread = pstdev(reference, mean)
+            if spread == 0:
+                return False, no_context
+            z = (value - mean) / spread
+            met = z >= t if direction == "INCREASE" else z <= -t if direction == "DECREASE" else abs(z) >= t
 
-        return met, context
+            def context():
+                against = f"its last {len(reference)} values" if history else f"{len(reference)} other runs"
+                bound = {"INCREASE": f"≥ {t}", "DECREASE": f"≤ -{t}", "ANY": f"beyond ±{t}"}[direction]
+                words = f"z-score of {metric} against {against} {bound}"
+                return {"metric_value": value, "metric_values": reference, "metric_filter": words, "metric_zscore": z}
+
+            return met, context
+
+        return evaluate
