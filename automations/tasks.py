@@ -56,7 +56,7 @@ def evaluate_pending(token=""):
                 continue
             if not events_left[0]:
                 return []
-            ids = list(unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", flat=True)[:n])
+            ids = one_run(unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", "run_id")[:n])
             if not ids:
                 if not linger(after[0]):
                     events_left[0] = False
@@ -100,6 +100,20 @@ def evaluate_pending(token=""):
 
 def unevaluated():
     return Event.objects.filter(evaluated_at__isnull=True, sample=False)
+
+
+def one_run(events):
+    """The ids of `events` [(id, run id)] up to the first of a second run. A batch keeps the
+    conditions of the runs it evaluated locked until it commits; holding one run's at most, two
+    batches (two tasks) never wait for each other's in opposite orders (a deadlock)."""
+    run, ids = None, []
+    for pk, run_id in events:
+        if run_id is not None and run_id != run:
+            if run is not None:
+                break
+            run = run_id
+        ids.append(pk)
+    return ids
 
 
 LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the next one

@@ -105,6 +105,14 @@ def test_a_batch_evaluates_its_events_in_order_each_as_on_its_own(team, project,
     assert held.evaluate() == ([], []) and len(fired(every)) == 3  # evaluated already: nothing new
 
 
+def test_a_batch_holds_the_events_of_one_run_at_most():
+    from automations.tasks import one_run
+
+    assert one_run([(1, None), (2, 7), (3, None), (4, 7), (5, 8), (6, 7)]) == [1, 2, 3, 4]
+    assert one_run([(1, 8), (2, 7)]) == [1]
+    assert one_run([(1, None), (2, None)]) == [1, 2] and one_run([]) == []
+
+
 def test_an_event_that_cannot_be_evaluated_holds_up_none_of_its_batch(team, project, other_project, bobc, caplog):
     every = make_automation(team, "every", PROJECT, {"type": "CREATE_ARTIFACT"})
     broken = make_automation(team, "broken", {"type": "project", "project": "audio"}, {"type": "CREATE_ARTIFACT"})
