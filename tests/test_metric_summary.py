@@ -226,3 +226,85 @@ def test_the_migration_summarises_the_histories_stored_before_it(project):
     columns = ("key", "level", "bucket", "lo", "hi", "s_lo", "s_hi", "n", "t0")
     migrated = list(MetricSummary.objects.filter(run_id=stored.pk).order_by("key", "level", "bucket").values_list(*columns))
     assert migrated and migrated == list(MetricSummary.objects.filter(run=logged).order_by("key", "level", "bucket").values_list(*columns))
+
+
+def uniform_batch(rng):
+    """A batch as most clients send it: the same metrics in every row, finite numbers (ints
+    among them), steps never decreasing (some repeated, some across summary buckets), with
+    or without the rows' own timestamps."""
+    keys = [f"m{k}" for k in range(rng.randint(1, 6))]
+    step = rng.choice([0, 63, 10**12, 2**62 - 5000])
+    timed = rng.random() < 0.5
+    rows = []
+    for i in range(rng.randint(1, 400)):
+        step += rng.choice([0, 1, 1, 1, 7, 64, 200])
+        metrics = {key: rng.choice([rng.gauss(0, 10), float(rng.randint(-3, 3)), rng.randint(-5, 5), 0.0, -0.0, 1e300]) for key in keys}
+        row = {"step": min(step, 2**62 - 1), "metrics": metrics}
+        if timed:
+            row["timestamp"] = START + timedelta(seconds=rng.choice([-50, 0, 1, 2, 3]) + i // 10)
+        rows.append(row)
+    return rows
+
+
+def test_a_usual_batch_is_folded_by_columns_exactly_as_point_by_point():
+    """_fold_columns, the fast path for a usual batch, gives the same rows to insert, latest
+    values and counts, and summary buckets as _fold over every point; any other batch is left
+    to _fold."""
+    from tracking.history import _fold, _fold_columns, _points
+
+    adapt = connection.ops.adapt_datetimefield_value
+    rng = random.Random(11)
+    for _ in range(200):
+        rows = uniform_batch(rng)
+        folded = _fold_columns(7, rows, START, adapt)
+        assert folded is not None
+        assert folded == _fold(7, _points(rows, START), adapt)
+        assert [type(point[3]) for point in folded[0]] == [float] * len(folded[0])
+
+    rows = [{"step": s, "metrics": {"a": 1.0, "b": 2.0}} for s in range(10)]
+    assert _fold_columns(7, rows, START, adapt) is not None
+    others = [
+        [*rows, {"step": 10, "metrics": {"b": 1.0, "a": 2.0}}],  # another order
+        [*rows, {"step": 10, "metrics": {"a": 1.0}}],  # another set of metrics
+        [*rows, {"step": 5, "metrics": {"a": 1.0, "b": 2.0}}],  # a step back
+        [*rows, {"step": 10, "metrics": {"a": math.nan, "b": 2.0}}],
+        [*rows, {"step": 10, "metrics": {"a": math.inf, "b": 2.0}}],
+        [*rows, {"step": 10, "metrics": {"a": True, "b": 2.0}}],
+        [*rows, {"step": 10, "metrics": {"a": "warm", "b": 2.0}}],
+        [*rows, {"step": 10, "metrics": {"a": None, "b": 2.0}}],
+        [{"step": 0, "metrics": {}}],
+        [],
+    ]
+    for batch in others:
+        assert _fold_columns(7, batch, START, adapt) is None
+
+
+def test_a_usual_batch_stores_what_the_same_batch_point_by_point_stores(project):
+    """Through log_history: the points, the metric records and the summary rows of usual batches
+    are those of the same batches stored through the point-by-point path."""
+    from unittest import mock
+
+    rng = random.Random(12)
+    batches = [uniform_batch(rng) for _ in range(4)]
+    start = 0
+    for batch in batches:  # consecutive steps across the batches
+        shift = start - batch[0]["step"]
+        for row in batch:
+            row["step"] += shift
+        start = batch[-1]["step"] + rng.choice([0, 1, 100])
+    fast, slow = (Run.objects.create(project=project, run_id=name, name=name) for name in ("fast", "slow"))
+    for n, batch in enumerate(batches):
+        with mock.patch("django.utils.timezone.now", return_value=START + timedelta(minutes=n)):  # rows without a time
+            log_history(fast, batch)
+            with mock.patch("tracking.history._fold_columns", return_value=None):
+                log_history(slow, batch)
+
+    def stored(run):
+        points = list(MetricPoint.objects.filter(run=run).order_by("id").values_list("key", "step", "value", "raw", "timestamp"))
+        records = sorted(run.metrics.values_list("key", "count", "last_step", "last_value", "last_raw"))
+        summaries = sorted(MetricSummary.objects.filter(run=run).values_list("key", "level", "bucket", "lo", "hi", "s_lo", "s_hi", "n", "t0"))
+        return points, records, summaries
+
+    assert stored(fast) == stored(slow)
+    assert len(stored(fast)[2]) > 20
+    assert len(stored(fast)[0]) == sum(len(batch) * len(batch[0]["metrics"]) for batch in batches)

@@ -149,3 +149,28 @@ def test_evaluating_a_backlog_costs_the_same_queries_for_a_batch_of_2_events_and
 
     batch(1)  # the first loads the scope's automations, which the worker then keeps
     assert batch(2) == batch(12)
+
+
+def test_a_run_call_finds_its_run_and_project_in_one_query(api, bob, team, project):
+    """A run-scoped call (a history batch above all) looks the run and its project up in one
+    query; a missing project or run is still a 404 naming which."""
+    from tracking.models import Run
+
+    Run.objects.create(project=project, run_id="r", name="r", user=bob)
+    c = api(bob)
+    with CaptureQueriesContext(connection) as captured:
+        assert c.get(f"{P}/runs/r/").status_code == 200
+    lookups = [q["sql"] for q in captured if "tracking_project" in q["sql"]]
+    assert len(lookups) == 1 and "tracking_run" in lookups[0]
+    with CaptureQueriesContext(connection) as captured:
+        assert c.post(f"{P}/runs/r/history/", {"rows": [{"step": 0, "metrics": {"loss": 1.0}}]}, format="json").status_code == 201
+    assert len([q for q in captured if "tracking_project" in q["sql"]]) == 1
+    assert c.get(f"{P}/runs/r/").json()["id"] == "r"
+
+    missing_run = c.post(f"{P}/runs/nope/history/", {"rows": [{"step": 0, "metrics": {"loss": 1.0}}]}, format="json")
+    missing_project = c.post(f"{T}/projects/nope/runs/r/history/", {"rows": [{"step": 0, "metrics": {"loss": 1.0}}]}, format="json")
+    assert missing_run.status_code == missing_project.status_code == 404
+    assert "Run" in missing_run.json()["detail"] and "Project" in missing_project.json()["detail"]
+    other = team.projects.create(name="other")
+    assert c.get(f"{T}/projects/other/runs/r/").status_code == 404  # a run of another project is not found
+    assert c.get(f"{T}/projects/{other.name}/runs/").status_code == 200

@@ -21,6 +21,7 @@ from .models import (
     ArtifactVersion,
     Project,
     Registry,
+    Run,
     add_alias,
     add_tag,
     create_version,
@@ -100,8 +101,15 @@ class RunListView(ProjectMixin, generics.ListCreateAPIView):
 
 class RunMixin(ProjectMixin):
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.run = get_object_or_404(self.project.runs.select_related("user", "project__team"), run_id=kwargs["run"])
+        # The run and its project in one query (a history batch is one of these calls); only
+        # when it finds none, the project alone, so that each 404 names what is missing.
+        TeamScopedMixin.initial(self, request, *args, **kwargs)
+        runs = Run.objects.select_related("user", "project__team")
+        self.run = runs.filter(project__team=self.team, project__name=kwargs["project"], run_id=kwargs["run"]).first()
+        if self.run is None:
+            self.project = get_object_or_404(Project, team=self.team, name=kwargs["project"])
+            self.run = get_object_or_404(self.project.runs.select_related("user", "project__team"), run_id=kwargs["run"])
+        self.project = self.run.project
 
 
 class RunDetailView(RunMixin, APIView):

@@ -1,5 +1,6 @@
 """Metric history: one bulk insert per batch, and the per-run latest values kept current."""
 
+import bisect
 import json
 import math
 
@@ -37,7 +38,56 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     re-send a run's metrics when they log a model).
     """
     now = timezone.now()
-    points = []  # (row number, key, step, value, raw, timestamp)
+    adapt = connection.ops.adapt_datetimefield_value
+    folded = None if skip_stored else _fold_columns(run.pk, rows, now, adapt)
+    if folded is None:
+        points = _points(rows, now)
+        if skip_stored and points:
+            points = _new_points(run, points)
+        if not points:
+            return 0
+        folded = _fold(run.pk, points, adapt)
+    to_insert, latest, base = folded
+    _insert_points(to_insert)
+
+    # Lock the run's metric records so that concurrent batches for one run add up. A metric new
+    # to the run gets its record first (count 0; a concurrent first batch may create it first:
+    # then that one is kept, and waited for), then is locked and added to like the others.
+    records = RunMetric.objects.select_for_update().filter(run=run)
+    existing = {m.key: m for m in records.filter(key__in=list(latest))}
+    missing = [key for key in latest if key not in existing]
+    if missing:
+        RunMetric.objects.bulk_create([
+            RunMetric(run=run, key=key, last_step=latest[key][0], last_value=latest[key][1], last_raw=latest[key][2], count=0, updated_at=now)
+            for key in missing
+        ], ignore_conflicts=True)
+        existing.update({m.key: m for m in records.filter(key__in=missing)})
+    to_update = []
+    for key, (step, value, raw, count) in latest.items():
+        record = existing[key]
+        record.count += count
+        record.updated_at = now
+        if step >= record.last_step:
+            record.last_step, record.last_value, record.last_raw = step, value, raw
+        to_update.append(record)
+    if to_update:
+        _update_records(to_update, now)
+    # After the metric records' lock: concurrent batches of the run reach the summary one by one.
+    summary.upsert(connection, [(run.pk, *row) for row in summary.every_level(base)])
+
+    if skip_stored:
+        steps, accepted = [point[2] for point in points], len({point[0] for point in points})
+    else:
+        steps, accepted = [row["step"] for row in rows], len(rows)
+    history_logged.send(
+        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
+    )
+    return accepted
+
+
+def _points(rows, now):
+    """[(row number, key, step, value, raw, timestamp)] of `rows`, a point per value."""
+    points = []
     append, isfinite = points.append, math.isfinite
     for number, row in enumerate(rows):
         step, ts = row["step"], row.get("timestamp") or now
@@ -51,21 +101,19 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
                 append((number, key, step, float(logged), None, ts))
             else:
                 append((number, key, step, *_split(logged), ts))
-    if skip_stored and points:
-        points = _new_points(run, points)
-    if not points:
-        return 0
+    return points
 
-    # One pass: each metric's latest value and count, and the rows to insert. A timestamp is
-    # adapted for the database once per row, not once per value (a fifth of the request when
-    # it was per value): the points of one row are consecutive and share their timestamp.
-    # The same pass folds each finite value into its level-0 summary bucket (summary.add_point
-    # inlined: a call per value would cost more than the rest of this loop).
-    latest = {}  # key -> (step, value, raw, count)
-    base = {}  # (key, step >> 6) -> [lo, hi, s_lo, s_hi, n, t0]
-    adapt = connection.ops.adapt_datetimefield_value
-    run_pk, last_ts, last_db = run.pk, None, None
-    to_insert = []
+
+def _fold(run_pk, points, adapt):
+    """(rows to insert, {key: (latest step, value, raw, count)}, level-0 summary buckets
+    {(key, step >> 6): [lo, hi, s_lo, s_hi, n, t0]}) of `points`, in one pass.
+
+    A timestamp is adapted for the database once per row, not once per value (a fifth of the
+    request when it was per value): the points of one row are consecutive and share their
+    timestamp. The same pass folds each finite value into its level-0 summary bucket
+    (summary.add_point inlined: a call per value would cost more than the rest of this loop)."""
+    latest, base, to_insert = {}, {}, []
+    last_ts = last_db = None
     shift = summary.BASE_SHIFT
     for _, key, step, value, raw, ts in points:
         prev = latest.get(key)
@@ -94,41 +142,53 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
             agg[4] += 1
             if last_db is not agg[5] and last_db < agg[5]:
                 agg[5] = last_db
-    _insert_points(to_insert)
+    return to_insert, latest, base
 
-    # Lock the run's metric records so that concurrent batches for one run add up. A metric new
-    # to the run gets its record first (count 0; a concurrent first batch may create it first:
-    # then that one is kept, and waited for), then is locked and added to like the others.
-    records = RunMetric.objects.select_for_update().filter(run=run)
-    existing = {m.key: m for m in records.filter(key__in=list(latest))}
-    missing = [key for key in latest if key not in existing]
-    if missing:
-        RunMetric.objects.bulk_create([
-            RunMetric(run=run, key=key, last_step=latest[key][0], last_value=latest[key][1], last_raw=latest[key][2], count=0, updated_at=now)
-            for key in missing
-        ], ignore_conflicts=True)
-        existing.update({m.key: m for m in records.filter(key__in=missing)})
-    to_update = []
-    for key, (step, value, raw, count) in latest.items():
-        record = existing[key]
-        record.count += count
-        record.updated_at = now
-        if step >= record.last_step:
-            record.last_step, record.last_value, record.last_raw = step, value, raw
-        to_update.append(record)
-    if to_update:
-        _update_records(to_update, now)
-    # After the metric records' lock: concurrent batches of the run reach the summary one by one.
-    summary.upsert(connection, [(run_pk, *row) for row in summary.every_level(base)])
 
-    if skip_stored:
-        steps, accepted = [point[2] for point in points], len({point[0] for point in points})
-    else:
-        steps, accepted = [row["step"] for row in rows], len(rows)
-    history_logged.send(
-        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
-    )
-    return accepted
+def _fold_columns(run_pk, rows, now, adapt):
+    """What `_fold(run_pk, _points(rows, now), adapt)` returns, for the usual batch only: every
+    row logs the same metrics in the same order, every value a finite number, steps never
+    decreasing. None for any other batch. The batch is read a metric (a column) at a time, and
+    each level-0 summary bucket is a slice of rows, so min, max and the slices run in C instead
+    of a Python step per value (the per-value fold measured a quarter of the request)."""
+    keys = tuple(rows[0]["metrics"]) if rows else ()
+    if not keys or any(tuple(row["metrics"]) != keys for row in rows):
+        return None
+    steps = [row["step"] for row in rows]
+    if steps != sorted(steps):
+        return None
+    isfinite = math.isfinite
+    columns = []
+    for column in zip(*[row["metrics"].values() for row in rows]):
+        kinds = set(map(type, column))
+        if not kinds <= {float, int}:  # text, bool, None: kept whole in `raw` by _fold
+            return None
+        if int in kinds:
+            column = tuple(map(float, column))
+        if not all(map(isfinite, column)):
+            return None
+        columns.append(column)
+    adapted = {}
+    stamps = [adapted.get(ts) or adapted.setdefault(ts, adapt(ts)) for ts in (row.get("timestamp") or now for row in rows)]
+    to_insert = [
+        (run_pk, key, step, value, None, ts)
+        for step, ts, values in zip(steps, stamps, zip(*columns))
+        for key, value in zip(keys, values)
+    ]
+    n, top = len(rows), steps[-1]
+    last = n - 1  # the last row at the highest step: a later row wins a tie, as in _fold
+    latest = {key: (top, column[last], None, n) for key, column in zip(keys, columns)}
+    base = {}
+    shift, start = summary.BASE_SHIFT, 0
+    while start < n:
+        bucket = steps[start] >> shift
+        end = bisect.bisect_left(steps, (bucket + 1) << shift, start)
+        t0 = min(stamps[start:end])
+        for key, column in zip(keys, columns):
+            part = column[start:end]
+            base[(key, bucket)] = [min(part), max(part), steps[start], steps[end - 1], end - start, t0]
+        start = end
+    return to_insert, latest, base
 
 
 def _update_records(records, now):
