@@ -72,7 +72,7 @@ class ProjectMixin(TeamScopedMixin):
         super().initial(request, *args, **kwargs)
         found = _project(self.team.pk, kwargs["project"])
         if not found:
-            raise Http404
+            raise Http404("No Project matches the given query.")  # as get_object_or_404 says it
         self.project = found[0]
         self.project.team = self.team
 
@@ -99,13 +99,17 @@ class RunListView(ProjectMixin, generics.ListCreateAPIView):
             serializer.save(project=self.project, run_id=run_id, user=self.request.user)
 
 
+_run = Compiled(lambda team_id, project, run_id: Run.objects.select_related("user", "project__team").filter(
+    project__team_id=team_id, project__name=project, run_id=run_id))
+
+
 class RunMixin(ProjectMixin):
     def initial(self, request, *args, **kwargs):
         # The run and its project in one query (a history batch is one of these calls); only
         # when it finds none, the project alone, so that each 404 names what is missing.
         TeamScopedMixin.initial(self, request, *args, **kwargs)
-        runs = Run.objects.select_related("user", "project__team")
-        self.run = runs.filter(project__team=self.team, project__name=kwargs["project"], run_id=kwargs["run"]).first()
+        found = _run(self.team.pk, kwargs["project"], kwargs["run"])
+        self.run = found[0] if found else None
         if self.run is None:
             self.project = get_object_or_404(Project, team=self.team, name=kwargs["project"])
             self.run = get_object_or_404(self.project.runs.select_related("user", "project__team"), run_id=kwargs["run"])
