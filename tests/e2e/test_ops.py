@@ -62,8 +62,13 @@ def test_metrics_move_when_an_event_is_delivered_and_name_no_team(live):
         before = samples(scrape(live))
         assert bob.post(f"{base}/projects/ops-project/artifacts/", json={"name": "ops-model", "type": "model"}).status_code == 201
         wait_for(lambda: receiver.requests, timeout=30, message="the webhook")
-        after = wait_for(lambda: (s := samples(scrape(live))) and value(s, "tripline_deliveries_total", action="WEBHOOK", outcome="succeeded")
-                         > value(before, "tripline_deliveries_total", action="WEBHOOK", outcome="succeeded") and s, timeout=20, message="metrics")
+
+        def moved(s):  # a task is counted when it ends: an evaluate task lingers a second for more events first
+            return (value(s, "tripline_deliveries_total", action="WEBHOOK", outcome="succeeded")
+                    > value(before, "tripline_deliveries_total", action="WEBHOOK", outcome="succeeded")
+                    and value(s, "tripline_delivery_tasks_total", claimed="true") > value(before, "tripline_delivery_tasks_total", claimed="true"))
+
+        after = wait_for(lambda: (s := samples(scrape(live))) and moved(s) and s, timeout=20, message="metrics")
     finally:
         receiver.close()
     assert value(after, "tripline_events_stored_total") >= value(before, "tripline_events_stored_total") + 1
