@@ -97,7 +97,7 @@ def broker():
 
 
 def late_events():
-    return Event.objects.filter(evaluated_at__isnull=True, sample=False, created_at__lt=timezone.now() - LATE)
+    return Event.objects.unevaluated().filter(created_at__lt=timezone.now() - LATE)
 
 
 def tick():

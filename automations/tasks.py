@@ -56,7 +56,7 @@ def evaluate_pending(token=""):
                 continue
             if not events_left[0]:
                 return []
-            ids = one_run(unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", "run_id")[:n])
+            ids = one_run(Event.objects.unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", "run_id")[:n])
             if not ids:
                 if not linger(after[0]):
                     events_left[0] = False
@@ -93,13 +93,9 @@ def evaluate_pending(token=""):
     if out_of_time:
         if pending or lifecycle.due_exists():
             dispatch.nudge("deliver")
-        if unevaluated().filter(pk__gt=after[0]).exists():
+        if _newer(after[0]):
             dispatch.nudge("evaluate")
     return len(delivered)
-
-
-def unevaluated():
-    return Event.objects.filter(evaluated_at__isnull=True, sample=False)
 
 
 def one_run(events):
@@ -118,7 +114,7 @@ def one_run(events):
 
 LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the next one
 LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_newer)
-_newer = Compiled(lambda last: unevaluated().filter(pk__gt=last).only("pk")[:1])
+_newer = Compiled(lambda last: Event.objects.unevaluated().filter(pk__gt=last).only("pk")[:1])
 
 
 def evaluate_batch(ids, claim=0):
@@ -131,7 +127,7 @@ def evaluate_batch(ids, claim=0):
     up none of the others."""
     if len(ids) > 1 or claim:
         try:
-            return _evaluate(unevaluated().filter(pk__in=ids), claim)
+            return _evaluate(Event.objects.unevaluated().filter(pk__in=ids), claim)
         except Exception:
             logger.warning("a batch of %d events failed; evaluating them one by one", len(ids), exc_info=True)
     return [], [pk for event_id in ids for pk in evaluate_safely(event_id)]
@@ -152,7 +148,7 @@ def evaluate_event(event_id):
     deliver (the caller sends them or nudges a task that does). Safe to run twice: executions are
     unique per (automation, event), and the event is locked while it is evaluated, so a second
     evaluation finds it evaluated, or being evaluated (skipped), with one query."""
-    waiting = unevaluated().filter(pk=event_id)
+    waiting = Event.objects.unevaluated().filter(pk=event_id)
     if not waiting.exists():  # a duplicate or late task: one query, and no write lock taken
         return []
     return _evaluate(waiting)[1]

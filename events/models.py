@@ -26,6 +26,12 @@ class EventType(models.TextChoices):
     RUN_STALLED = "RUN_STALLED"
 
 
+class EventQuerySet(models.QuerySet):
+    def unevaluated(self):
+        """Events the automations have not looked at yet (a sample event never is)."""
+        return self.filter(evaluated_at__isnull=True, sample=False)
+
+
 class Event(models.Model):
     """The durable record of something that happened, written in the transaction that did it."""
 
@@ -44,6 +50,8 @@ class Event(models.Model):
     sample = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]

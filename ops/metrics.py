@@ -113,7 +113,7 @@ class DatabaseCollector:
             return max(0.0, (now - stamp).total_seconds()) if stamp else 0.0
 
         try:
-            oldest_event = (Event.objects.filter(evaluated_at__isnull=True, sample=False)
+            oldest_event = (Event.objects.unevaluated()
                             .order_by("created_at").values_list("created_at", flat=True).first())
             oldest_due = (Execution.objects.filter(lifecycle.due(now))
                           .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first())
