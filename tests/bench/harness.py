@@ -133,10 +133,6 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            # TCP_NODELAY, as production HTTP servers set it: the answer's headers and body are two
-            # writes, and Nagle's algorithm held the body until the sender's delayed ACK, ~40 ms
-            # later, so every delivery's thread waited 40 ms for its answer
-            disable_nagle_algorithm = True
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
