@@ -56,7 +56,7 @@ def evaluate_pending(token=""):
                 continue
             if not events_left[0]:
                 return []
-            ids = one_run(Event.objects.unevaluated().filter(pk__gt=after[0]).order_by("pk").values_list("pk", "run_id")[:n])
+            ids = one_run([(e.pk, e.run_id) for e in _next_events(after[0])][:n])
             if not ids:
                 if not linger(after[0]):
                     events_left[0] = False
@@ -82,18 +82,18 @@ def evaluate_pending(token=""):
         try:
             for _ in range(int(LINGER / LINGER_POLL)):
                 time.sleep(LINGER_POLL)
-                if _newer(last):
+                if _next_events(last):
                     return True
         finally:
             dispatch.started("evaluate", hold)
-        return bool(_newer(last))
+        return bool(_next_events(last))
 
     until = time.monotonic() + dispatch.BUDGET
     delivered, out_of_time = deliver_all(claim, until)
     if out_of_time:
         if pending or lifecycle.due_exists():
             dispatch.nudge("deliver")
-        if _newer(after[0]):
+        if _next_events(after[0]):
             dispatch.nudge("evaluate")
     return len(delivered)
 
@@ -113,8 +113,10 @@ def one_run(events):
 
 
 LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the next one
-LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_newer)
-_newer = Compiled(lambda last: Event.objects.unevaluated().filter(pk__gt=last).only("pk")[:1])
+LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_next_events)
+NEXT_EVENTS = 64  # events read at a time, oldest first; a batch takes a thread-count of them
+# compiled once (ops.compiled): read before every batch, and every LINGER_POLL while lingering
+_next_events = Compiled(lambda after: Event.objects.unevaluated().filter(pk__gt=after).order_by("pk").only("pk", "run_id")[:NEXT_EVENTS])
 
 
 def evaluate_batch(ids, claim=0):
