@@ -20,7 +20,7 @@ print("COUNTS", before, gc.get_freeze_count(), len(gc.get_objects()))
 """
 
 
-def test_the_cluster_process_imports_the_tasks_and_freezes_its_heap_before_forking(tmp_path):
+def test_share_with_forks_freezes_nearly_all_the_cluster_process_heap(tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     env.pop("REDIS_URL", None)
