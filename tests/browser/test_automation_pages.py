@@ -73,12 +73,28 @@ def world(live, receiver):
 def reload_by(browser, click):
     """Click something that loads a page (maybe the same URL again), and wait until it has."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 15).until(lambda _: _gone(old))
+
+
+def _gone(element):
+    """Whether the page holding the element has been replaced. Chromium reports a node of the
+    page being torn down either as stale or, mid-navigation, as one that "does not belong to the
+    document": both mean the old page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def clickable(browser, css):
