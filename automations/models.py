@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from actions.models import Integration
 from events.models import Event, EventType  # noqa: F401 (the one enum of event types)
+from ops.compiled import Compiled
 from teams.models import Team
 from tracking.models import ArtifactCollection, Project, Registry, Run
 
@@ -95,8 +96,13 @@ class AutomationsChanged(models.Model):
 
     @classmethod
     def of(cls, team_id):
-        """What a cache of the team's automations compares: (token, generation), or None."""
-        return cls.objects.filter(team_id=team_id).values_list("token", "generation").first()
+        """What a cache of the team's automations compares: (token, generation), or None. Read
+        by every evaluation: a compiled query (building it cost ten times the read)."""
+        row = next(iter(_changed_of(team_id)), None)
+        return None if row is None else (row.token, row.generation)
+
+
+_changed_of = Compiled(lambda team_id: AutomationsChanged.objects.filter(team_id=team_id).only("token", "generation")[:1])
 
 
 class Automation(models.Model):

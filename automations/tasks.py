@@ -116,6 +116,7 @@ LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the ne
 LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_next_events)
 NEXT_EVENTS = 64  # events read at a time, oldest first; a batch takes a thread-count of them
 # compiled once (ops.compiled): read before every batch, and every LINGER_POLL while lingering
+_unevaluated = Compiled(lambda pk: Event.objects.unevaluated().filter(pk=pk).only("pk")[:1])
 _next_events = Compiled(lambda after: Event.objects.unevaluated().filter(pk__gt=after).order_by("pk").only("pk", "run_id")[:NEXT_EVENTS])
 
 
@@ -150,7 +151,7 @@ def evaluate_event(event_id):
     deliver (the caller sends them or nudges a task that does). Safe to run twice: executions are
     unique per (automation, event), and the event is locked while it is evaluated, so a second
     evaluation finds it evaluated, or being evaluated (skipped), with one query."""
-    if not Event.objects.unevaluated().filter(pk=event_id).exists():  # a duplicate or late task: one query, and no write lock taken
+    if not _unevaluated(event_id):  # a duplicate or late task: one query, and no write lock taken
         return []
     return _evaluate([event_id])[1]
 
