@@ -11,6 +11,7 @@ from tracking.models import ArtifactCollection, add_tag, create_version
 
 from .conftest import P, T
 from .engine import make_automation
+from .token_client import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +175,109 @@ def test_a_run_call_finds_its_run_and_project_in_one_query(api, bob, team, proje
     other = team.projects.create(name="other")
     assert c.get(f"{T}/projects/other/runs/r/").status_code == 404  # a run of another project is not found
     assert c.get(f"{T}/projects/{other.name}/runs/").status_code == 200
+
+
+def test_an_artifact_post_costs_eleven_statements_and_one_savepoint(team, project, bob):
+    """Bench row 1's call, pinned (through a real token): the token, the membership, the
+    project, the collection, then — under the collection's row lock, taken by the index's
+    UPDATE — the version, its event, `latest` moved in one UPDATE, its event, and the commit
+    (the release of the view's savepoint here). No savepoint of create_version's own: each cost
+    two round trips under the lock (16 statements before, 10 of them under the lock)."""
+    c = token_client(bob)
+    assert c.post(f"{P}/artifacts/", {"name": "m", "type": "model"}, format="json").status_code == 201
+    with CaptureQueriesContext(connection) as captured:
+        assert c.post(f"{P}/artifacts/", {"name": "m", "type": "model"}, format="json").status_code == 201
+    sql = [q["sql"] for q in captured]
+    assert len(sql) == 11, [s[:80] for s in sql]
+    assert len([s for s in sql if s.startswith("SAVEPOINT")]) == 1  # the view's transaction
+    locked = sql[next(i for i, s in enumerate(sql) if "next_index = next_index + 1" in s):]
+    assert len(locked) == 6, [s[:80] for s in locked]
+    # each alias a new version is created with: 2 statements (not held yet) and its event; each tag 1 and its event
+    with CaptureQueriesContext(connection) as captured:
+        body = {"name": "m", "type": "model", "aliases": ["best", "prod"], "tags": ["eu", "a"]}
+        assert c.post(f"{P}/artifacts/", body, format="json").status_code == 201
+    assert len(captured) == 11 + 2 * 3 + 2 * 2, [q["sql"][:80] for q in captured]
+
+
+def test_a_new_version_records_the_events_and_signals_it_did_with_savepoints(team, project, bob):
+    """The savepoint-free path moves aliases without Model.save(): the same events, in the same
+    order, with the same facts and actor, and post_save says `created` as save() said it."""
+    from django.db.models.signals import post_save
+
+    from tracking.models import ArtifactAlias
+
+    signalled = []
+
+    def alias_saved(sender, instance, created, update_fields, **kwargs):
+        signalled.append((instance.alias, instance.version.index, created, update_fields and sorted(update_fields), instance.pk))
+
+    c = token_client(bob)
+    post_save.connect(alias_saved, sender=ArtifactAlias)
+    try:
+        assert c.post(f"{P}/artifacts/", {"name": "m", "type": "model", "aliases": ["best"], "tags": ["eu"]}, format="json").status_code == 201
+        body = {"name": "m", "type": "model", "aliases": ["best", "prod", "best", "latest"], "tags": ["a", "eu", "a"]}
+        assert c.post(f"{P}/artifacts/", body, format="json").status_code == 201
+    finally:
+        post_save.disconnect(alias_saved, sender=ArtifactAlias)
+
+    events = [(e.type, e.version.index, e.facts, e.actor_id, e.collection.name) for e in Event.objects.order_by("id")]
+    created = {"aliases": ["best"], "tags": ["eu"], "collection_type": "model"}
+    again = {"aliases": ["best", "prod", "best", "latest"], "tags": ["a", "eu", "a"], "collection_type": "model"}
+    assert events == [
+        ("CREATE_ARTIFACT", 0, created, bob.pk, "m"),
+        ("ADD_ARTIFACT_ALIAS", 0, {"alias": "latest"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_ALIAS", 0, {"alias": "best"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_TAG", 0, {"tag": "eu"}, bob.pk, "m"),
+        ("CREATE_ARTIFACT", 1, again, bob.pk, "m"),
+        ("ADD_ARTIFACT_ALIAS", 1, {"alias": "latest"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_ALIAS", 1, {"alias": "best"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_ALIAS", 1, {"alias": "prod"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_TAG", 1, {"tag": "a"}, bob.pk, "m"),
+        ("ADD_ARTIFACT_TAG", 1, {"tag": "eu"}, bob.pk, "m"),
+    ]
+    rows = {a.alias: a.pk for a in ArtifactAlias.objects.all()}
+    moved = ["created_by", "updated_at", "version"]
+    assert signalled == [
+        ("latest", 0, True, None, rows["latest"]),
+        ("best", 0, True, None, rows["best"]),
+        ("latest", 1, False, moved, rows["latest"]),
+        ("best", 1, False, moved, rows["best"]),
+        ("prod", 1, True, None, rows["prod"]),
+    ]
+    assert {a.alias: (a.version.index, a.created_by_id) for a in ArtifactAlias.objects.all()} == {"latest": (1, bob.pk), "best": (1, bob.pk), "prod": (1, bob.pk)}
+
+
+BOOM = {
+    "sqlite": ["CREATE TRIGGER boom BEFORE INSERT ON {table} WHEN NEW.{column} = 'boom' BEGIN SELECT RAISE(ABORT, 'injected'); END"],
+    "postgresql": [
+        "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN IF NEW.{column} = 'boom' THEN RAISE unique_violation USING MESSAGE = 'injected'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER boom BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION boom()",
+    ],
+}
+
+
+@pytest.mark.parametrize("table, column, body", [
+    ("tracking_artifactalias", "alias", {"aliases": ["best", "boom", "prod"], "tags": ["eu"]}),
+    ("tracking_artifacttag", "tag", {"aliases": ["best"], "tags": ["eu", "boom", "a"]}),
+])
+def test_an_artifact_post_that_fails_half_way_leaves_nothing(team, project, bob, table, column, body):
+    """With no savepoint of its own, a database error half-way through create_version (here a
+    trigger's, raising what a unique constraint raises, after the version, `latest`'s move and
+    their events are written) fails the view's whole transaction: no version, no alias moved or added, no tag, no event."""
+    from tracking.models import ArtifactAlias, ArtifactTag, ArtifactVersion
+
+    c = token_client(bob)
+    assert c.post(f"{P}/artifacts/", {"name": "m", "type": "model"}, format="json").status_code == 201
+    before = (Event.objects.count(), ArtifactTag.objects.count(), list(ArtifactAlias.objects.values_list("alias", "version__index", "updated_at")))
+    with connection.cursor() as cursor:
+        for statement in BOOM[connection.vendor]:
+            cursor.execute(statement.format(table=table, column=column))
+    failed = c.post(f"{P}/artifacts/", {"name": "m", "type": "model", **body}, format="json")
+    assert (failed.status_code, failed.json()) == (409, {"detail": "This conflicts with an existing object."})  # as any IntegrityError
+    assert list(ArtifactVersion.objects.values_list("index", flat=True)) == [0]
+    assert ArtifactCollection.objects.get().next_index == 1
+    assert (Event.objects.count(), ArtifactTag.objects.count(), list(ArtifactAlias.objects.values_list("alias", "version__index", "updated_at"))) == before
+    # and the next POST takes v1, as if the failed one had never been
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER boom" if connection.vendor == "sqlite" else f"DROP TRIGGER boom ON {table}")
+    assert c.post(f"{P}/artifacts/", {"name": "m", "type": "model", **body}, format="json").json()["version"] == "v1"

@@ -232,6 +232,10 @@ class CollectionMixin(TeamScopedMixin):
             raise Http404(f"No version {ref!r} in {self.collection.name}.") from None
 
 
+# every artifact POST: a collection is made once and then found (get_or_create only for the first)
+_collection = Compiled(lambda project_id, name: ArtifactCollection.objects.filter(project_id=project_id, name=name))
+
+
 class ArtifactListView(ProjectMixin, generics.ListCreateAPIView):
     def get_serializer_class(self):
         return ArtifactVersionCreateSerializer if self.request.method == "POST" else CollectionSerializer
@@ -251,9 +255,10 @@ class ArtifactListView(ProjectMixin, generics.ListCreateAPIView):
             if run is None:
                 return Response({"run": [f"No run {run_ref!r} in this project."]}, status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
-            collection, _ = ArtifactCollection.objects.get_or_create(
+            found = _collection(self.project.pk, name)
+            collection = found[0] if found else ArtifactCollection.objects.get_or_create(
                 project=self.project, name=name, defaults={"team": self.team, "type": type_}
-            )
+            )[0]
             if collection.type != type_:
                 return Response(
                     {"type": [f"{name} holds artifacts of type {collection.type!r}, not {type_!r}."]},

@@ -7,7 +7,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Q
+from django.db.models.signals import post_save
 from django.urls import reverse
+from django.utils import timezone
 
 from teams.models import Team
 from teams.validators import validate_slug_name
@@ -350,18 +352,63 @@ class ArtifactTag(models.Model):
 # --- Writes. Each runs in one transaction, so the events its signals record commit with it.
 
 
-@transaction.atomic
 def create_version(collection, *, created_by=None, source=None, aliases=(), tags=(), **fields):
-    """Create the next version of `collection`, move `latest` to it, add aliases and tags."""
-    version = ArtifactVersion(collection=collection, index=collection.allocate_index(), source=source, created_by=created_by, **fields)
-    # What the version was created with, for the event its creation records.
-    version.initial_aliases, version.initial_tags = list(aliases), list(tags)
-    version.save(force_insert=True)
-    for alias in dict.fromkeys([LATEST, *aliases]):
-        add_alias(version, alias, created_by)
-    for tag in dict.fromkeys(tags):
-        add_tag(version, tag, created_by)
+    """Create the next version of `collection`, move `latest` to it, add aliases and tags.
+
+    Inside a caller's transaction (every API call that creates a version) this opens no
+    savepoint: a failure fails the caller's whole transaction, which its callers roll back
+    anyway, and each savepoint cost two round trips while the collection's row was locked."""
+    initial_aliases, initial_tags = list(aliases), list(tags)
+    aliases, tags = list(dict.fromkeys([LATEST, *aliases])), list(dict.fromkeys(tags))
+    for alias in aliases:
+        validate_alias(alias)
+    for tag in tags:
+        validate_tag(tag)
+    with transaction.atomic(savepoint=False):
+        version = ArtifactVersion(collection=collection, index=collection.allocate_index(), source=source, created_by=created_by, **fields)
+        # What the version was created with, for the event its creation records.
+        version.initial_aliases, version.initial_tags = initial_aliases, initial_tags
+        version.save(force_insert=True)
+        for alias in aliases:
+            _point_alias(version, alias, created_by)
+        for tag in tags:
+            # a new version holds no tag yet: nothing to look for first
+            ArtifactTag(version=version, tag=tag, created_by=created_by).save(force_insert=True)
     return version
+
+
+_ALIAS_UPDATED = frozenset(["version", "created_by", "updated_at"])
+
+
+def _point_alias(version, alias, user):
+    """`add_alias` for a version that holds no alias yet, in the caller's transaction: one
+    statement when another version holds `alias` (`latest`, every time but the first), two when
+    none does. Sends post_save as `add_alias`'s save would, so the same event is recorded."""
+    table = connection.ops.quote_name(ArtifactAlias._meta.db_table)
+    updated_at = timezone.now()
+    now = ArtifactAlias._meta.get_field("updated_at").get_db_prep_save(updated_at, connection)
+    user_id = user.pk if user else None
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                f"UPDATE {table} SET version_id = %s, created_by_id = %s, updated_at = %s WHERE collection_id = %s AND alias = %s RETURNING id",
+                [version.pk, user_id, now, version.collection_id, alias],
+            )
+            row, created = cursor.fetchone(), False
+            if row is None:
+                # DO NOTHING, not an error: an alias another call added since would abort the
+                # transaction on PostgreSQL; then it is moved by the UPDATE, once more
+                cursor.execute(
+                    f"INSERT INTO {table} (collection_id, version_id, alias, created_by_id, updated_at) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (collection_id, alias) DO NOTHING RETURNING id",
+                    [version.collection_id, version.pk, alias, user_id, now],
+                )
+                row, created = cursor.fetchone(), True
+            if row is not None:
+                break
+    held = ArtifactAlias(id=row[0], collection_id=version.collection_id, version=version, alias=alias, created_by=user, updated_at=updated_at)
+    held._state.adding, held._state.db = False, connection.alias
+    post_save.send(sender=ArtifactAlias, instance=held, created=created, update_fields=None if created else _ALIAS_UPDATED, raw=False, using=connection.alias)
 
 
 @transaction.atomic
