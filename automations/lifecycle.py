@@ -206,6 +206,47 @@ def held(execution):
     return Execution.objects.filter(pk=execution.pk, status=S.RUNNING, lease_token=execution.lease_token)
 
 
+# The writes of every attempt (start_attempt, finish) in SQL built here rather than by the ORM:
+# in a 1,000-webhook fan-out, Django compiling their four statements was a third of the worker's
+# CPU (py-spy, bench row 2), and on SQLite it was spent holding the one writer's turn.
+HELD = "id = %s AND status = %s AND lease_token = %s"
+
+
+def _held_params(execution):
+    return [execution.pk, S.RUNNING, execution.lease_token]
+
+
+def _update(model, fields, where, params):
+    """UPDATE `model`'s table SET `fields` (each adapted by its model field, as QuerySet.update
+    does) WHERE `where`: how many rows it changed."""
+    quote, meta = connection.ops.quote_name, model._meta
+    sets, values = [], []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {where}", [*values, *params])
+        return cursor.rowcount
+
+
+def _insert_attempt(execution, started_at):
+    table, fields = DeliveryAttempt._meta.db_table, ("execution", "number", "started_at", "request", "response_body", "error")
+    attempt = DeliveryAttempt(execution=execution, number=execution.attempt_count, started_at=started_at)
+    columns, values = [], []
+    for name in fields:
+        field = DeliveryAttempt._meta.get_field(name)
+        columns.append(connection.ops.quote_name(field.column))
+        values.append(field.get_db_prep_save(getattr(attempt, field.attname), connection))
+    returning = connection.features.can_return_columns_from_insert  # else (an SQLite before 3.35) lastrowid
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {connection.ops.quote_name(table)} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})"
+                       + (" RETURNING id" if returning else ""), values)
+        attempt.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    attempt._state.adding, attempt._state.db = False, connection.alias
+    return attempt
+
+
 @writing()
 @transaction.atomic
 def start_attempt(execution):
@@ -214,10 +255,13 @@ def start_attempt(execution):
     if execution.attempt_count - execution.round_start >= cap(execution):
         give_up(held(execution), f"gave up after {execution.attempt_count - execution.round_start} attempts")
         return None
-    if not held(execution).update(attempt_count=F("attempt_count") + 1):
-        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {connection.ops.quote_name(Execution._meta.db_table)} SET attempt_count = attempt_count + 1 WHERE {HELD}",
+                       _held_params(execution))
+        if not cursor.rowcount:
+            return None
     execution.attempt_count += 1
-    return DeliveryAttempt.objects.create(execution=execution, number=execution.attempt_count, started_at=timezone.now())
+    return _insert_attempt(execution, timezone.now())
 
 
 def retry_delay(attempts_made, retry_after=None):
@@ -255,13 +299,13 @@ def finish(execution, attempt, result, retry=True):
         outcome = ("duration_ms", "request", "status_code", "response_body", "error")
         for field in outcome:
             setattr(attempt, field, getattr(result, field))
-        attempt.save(update_fields=outcome)
+        _update(DeliveryAttempt, {field: getattr(attempt, field) for field in outcome}, "id = %s", [attempt.pk])
     fields = {**RELEASED, "request": result.request or execution.request, "error": result.error}
     if result.ok:
         fields.update(status=S.SUCCEEDED, finished_at=now, next_attempt_at=None)
     else:
         fields.update(after_failure(execution, retry and result.retryable, result.retry_after, now))
-    if not held(execution).update(**fields):
+    if not _update(Execution, fields, HELD, _held_params(execution)):
         logger.warning("execution %s: the lease ran out during attempt %s; another delivery decides", execution.pk, execution.attempt_count)
         return False
     for field, value in fields.items():

@@ -7,6 +7,8 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -96,6 +98,31 @@ def test_webhook_request_headers_signatures_and_escaping(team, project, api, bob
     assert headers["webhook-id"] == execution.delivery_id
     stored = json.dumps(execution.request) + json.dumps(list(execution.attempts.values()), default=str)
     assert TOKEN not in stored and "********" in stored
+
+
+def test_an_attempt_costs_four_writes_and_records_all_it_did(team, project, api, bob, receiver, webhook):
+    """The hot path of every delivery: the attempt counted and opened before the request, its
+    outcome and the execution's after — four statements, written by lifecycle's own SQL, which
+    must store exactly what the ORM would have."""
+    automation = alias_automation(team, webhook)
+    trigger(api, bob)
+    [execution] = fired(automation)
+    receiver.answer(503, b"busy now")
+    assert lifecycle.redeliver(execution)
+    [claimed] = lifecycle.claim_many(1)
+    with CaptureQueriesContext(connection) as queries:
+        deliver(claimed)
+    writes = [q["sql"].split(" WHERE ")[0] for q in queries if q["sql"].startswith(("UPDATE", "INSERT")) and "automations_" in q["sql"]]
+    assert len(writes) == 4, writes
+    execution.refresh_from_db()
+    assert execution.status == "pending" and execution.attempt_count == 2 and execution.round_start == 1
+    assert execution.lease_token == "" and execution.claimed_by == "" and execution.lease_until is None
+    assert execution.error == "HTTP 503" and execution.next_attempt_at > timezone.now() and execution.finished_at is None
+    first, second = execution.attempts.order_by("number")
+    assert (second.number, second.status_code, second.response_body, second.error) == (2, 503, "busy now", "HTTP 503")
+    assert second.duration_ms is not None and second.started_at >= first.started_at
+    assert second.request["headers"]["webhook-id"] == first.request["headers"]["webhook-id"] == execution.delivery_id
+    assert TOKEN not in json.dumps(second.request) and execution.request == second.request
 
 
 def test_retries_500_503_then_200_with_one_webhook_id(team, project, api, bob, receiver, webhook, fast_retries):
