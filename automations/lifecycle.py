@@ -209,7 +209,7 @@ def held(execution):
 # The writes of every attempt (start_attempt, finish) in SQL built here rather than by the ORM:
 # in a 1,000-webhook fan-out, Django compiling their four statements was a third of the worker's
 # CPU (py-spy, bench row 2), and on SQLite it was spent holding the one writer's turn.
-HELD = "id = %s AND status = %s AND lease_token = %s"
+HELD = "id = %s AND status = %s AND lease_token = %s"  # held(), in SQL: its parameters are _held_params
 
 
 def _held_params(execution):

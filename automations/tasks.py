@@ -116,8 +116,8 @@ LINGER = 1.0  # seconds an evaluate task that ran out of events waits for the ne
 LINGER_POLL = 0.01  # how often it looks meanwhile: a cheap indexed read (_next_events)
 NEXT_EVENTS = 64  # events read at a time, oldest first; a batch takes a thread-count of them
 # compiled once (ops.compiled): read before every batch, and every LINGER_POLL while lingering
-_unevaluated = Compiled(lambda pk: Event.objects.unevaluated().filter(pk=pk).only("pk")[:1])
 _next_events = Compiled(lambda after: Event.objects.unevaluated().filter(pk__gt=after).order_by("pk").only("pk", "run_id")[:NEXT_EVENTS])
+_unevaluated = Compiled(lambda pk: Event.objects.unevaluated().filter(pk=pk).only("pk")[:1])  # evaluate_event's first look
 
 
 def evaluate_batch(ids, claim=0):
