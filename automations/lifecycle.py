@@ -238,11 +238,10 @@ def _insert_attempt(execution, started_at):
         field = DeliveryAttempt._meta.get_field(name)
         columns.append(connection.ops.quote_name(field.column))
         values.append(field.get_db_prep_save(getattr(attempt, field.attname), connection))
-    returning = connection.features.can_return_columns_from_insert  # else (an SQLite before 3.35) lastrowid
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # RETURNING, as collection.allocate_index already needs of the database
         cursor.execute(f"INSERT INTO {connection.ops.quote_name(table)} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})"
-                       + (" RETURNING id" if returning else ""), values)
-        attempt.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+                       " RETURNING id", values)
+        attempt.pk = cursor.fetchone()[0]
     attempt._state.adding, attempt._state.db = False, connection.alias
     return attempt
 
