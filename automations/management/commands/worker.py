@@ -151,6 +151,10 @@ def share_with_forks():
     task process, some seconds into a load, copied nearly all the heap it had inherited: about
     20 MiB per task process, and ~45 MiB in all with what the other processes were left holding
     alone (issue 9, row 6). The collector leaves frozen objects alone (gc.freeze), so their pages
-    stay shared; what the processes allocate after the fork is collected as before."""
+    stay shared; what the processes allocate after the fork is collected as before. What each
+    task process would build on first use is built here first, once (ops.preload)."""
+    from ops import preload
+
+    preload.url_resolver()
     gc.collect()
     gc.freeze()
