@@ -32,7 +32,9 @@ class Compiled:
         params = list(params)
         for position, index in slots:
             params[position] = values[index]
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        connection = connections[DEFAULT_DB_ALIAS]
+        # prepared where the backend can (config/postgresql): planned once per connection
+        with getattr(connection, "prepared_cursor", connection.cursor)() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         return self.instances(compiler, rows)

@@ -55,3 +55,22 @@ def test_a_token_is_found_by_its_own_key(alice, bob):
 def test_a_query_whose_sql_depends_on_more_than_its_values_is_refused(team, build, values, error):
     with pytest.raises(error):
         Compiled(build)(*values)
+
+
+def test_on_postgresql_a_compiled_query_is_planned_once_per_connection(team, alice, bob):
+    """A prepared statement (config/postgresql): run six times with other values, PostgreSQL
+    holds it once, and has run it six times; the rows are each call's own. Django's own queries
+    are never prepared."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    query = Compiled(lambda user_id: Membership.objects.select_related("team", "user").filter(user_id=user_id))
+    for user in [alice, bob] * 3:
+        (membership,) = query(user.pk)
+        assert membership.user.username == user.username
+    assert Membership.objects.filter(user=alice).count() == 1  # Django's own, bound on the client
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = cursor.fetchall()
+    mine = [runs for statement, runs in prepared if '"teams_membership"."user_id" = $1' in statement]
+    assert mine == [6], prepared
+    assert not [s for s, _ in prepared if "COUNT(" in s]
