@@ -223,16 +223,19 @@ def one_statement():
     return connection.vendor == "postgresql"
 
 
+def _columns(model, fields):
+    """([quoted column], [value]) of `fields` {name: value}, each value adapted by its model field
+    as the ORM adapts it for a write."""
+    meta = model._meta
+    columns = [connection.ops.quote_name(meta.get_field(name).column) for name in fields]
+    return columns, [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+
+
 def _update(model, fields, where, params):
-    """(sql, params) of UPDATE `model`'s table SET `fields` (each adapted by its model field, as
-    QuerySet.update does) WHERE `where`."""
-    quote, meta = connection.ops.quote_name, model._meta
-    sets, values = [], []
-    for name, value in fields.items():
-        field = meta.get_field(name)
-        sets.append(f"{quote(field.column)} = %s")
-        values.append(field.get_db_prep_save(value, connection))
-    return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {where}", [*values, *params]
+    """(sql, params) of UPDATE `model`'s table SET `fields` WHERE `where`."""
+    columns, values = _columns(model, fields)
+    sets = ", ".join(f"{column} = %s" for column in columns)
+    return f"UPDATE {connection.ops.quote_name(model._meta.db_table)} SET {sets} WHERE {where}", [*values, *params]
 
 
 def _run_updates(updates):
@@ -249,13 +252,9 @@ def _run_updates(updates):
 
 
 def _attempt_insert(attempt):
-    """("INSERT INTO … (columns)", values) of a new attempt, each value adapted by its field."""
-    fields = ("execution", "number", "started_at", "request", "response_body", "error")
-    columns, values = [], []
-    for name in fields:
-        field = DeliveryAttempt._meta.get_field(name)
-        columns.append(connection.ops.quote_name(field.column))
-        values.append(field.get_db_prep_save(getattr(attempt, field.attname), connection))
+    """("INSERT INTO … (columns)", values) of a new attempt."""
+    names = ("execution_id", "number", "started_at", "request", "response_body", "error")
+    columns, values = _columns(DeliveryAttempt, {name: getattr(attempt, name) for name in names})
     return f"INSERT INTO {connection.ops.quote_name(DeliveryAttempt._meta.db_table)} ({', '.join(columns)})", values
 
 
@@ -269,8 +268,9 @@ def start_attempt(execution):
     attempt = DeliveryAttempt(execution=execution, number=execution.attempt_count + 1, started_at=timezone.now())
     count = f"UPDATE {connection.ops.quote_name(Execution._meta.db_table)} SET attempt_count = attempt_count + 1 WHERE {HELD}"
     insert, values = _attempt_insert(attempt)
+    placeholders = ", ".join(["%s"] * len(values))
     if one_statement():  # counted, and the attempt inserted only if it was
-        sql = f"WITH counted AS ({count} RETURNING id) {insert} SELECT {', '.join(['%s'] * len(values))} FROM counted RETURNING id"
+        sql = f"WITH counted AS ({count} RETURNING id) {insert} SELECT {placeholders} FROM counted RETURNING id"
         with connection.cursor() as cursor:
             cursor.execute(sql, [*_held_params(execution), *values])
             row = cursor.fetchone()
@@ -279,7 +279,7 @@ def start_attempt(execution):
             cursor.execute(count, _held_params(execution))
             if not cursor.rowcount:
                 return None
-            cursor.execute(f"{insert} VALUES ({', '.join(['%s'] * len(values))}) RETURNING id", values)
+            cursor.execute(f"{insert} VALUES ({placeholders}) RETURNING id", values)
             row = cursor.fetchone()
     if row is None:
         return None
