@@ -96,6 +96,26 @@ def test_latest_values_follow_the_highest_step_across_batches(api, team, project
     api(bob).post(f"{P}/runs/r/history/", {"rows": [{"step": 3, "metrics": {"loss": 0.9}}]}, format="json")
     loss = RunMetric.objects.get(run__run_id="r", key="loss")
     assert (loss.last_step, loss.last_value, loss.count) == (10, 0.5, 2)
+    # a later batch at the same step is the latest: MLflow clients log a step again to correct it
+    api(bob).post(f"{P}/runs/r/history/", {"rows": [{"step": 10, "metrics": {"loss": 0.7}}]}, format="json")
+    loss.refresh_from_db()
+    assert (loss.last_step, loss.last_value, loss.count) == (10, 0.7, 3)
+
+
+def test_a_batch_of_more_metrics_than_one_statement_holds_records_each(api, team, project, bob):
+    """The metric records are written in statements of at most 999 parameters on SQLite (a
+    standard build's limit; this one's is higher): 1,000 metrics in one row, twice, all kept."""
+    api(bob).post(f"{P}/runs/", {"id": "r"}, format="json")
+    for step in (1, 2):
+        row = {"step": step, "metrics": {f"m{i:04}": float(i * step) for i in range(1000)}}
+        with CaptureQueriesContext(connection) as captured:
+            assert api(bob).post(f"{P}/runs/r/history/", {"rows": [row]}, format="json").status_code == 201
+        upserts = [q for q in captured if q["sql"].startswith('INSERT INTO "tracking_runmetric"')]
+        assert len(upserts) == (1 if connection.vendor == "postgresql" else 8)  # 142 metrics × 7 parameters
+    records = RunMetric.objects.filter(run__run_id="r")
+    assert records.count() == 1000
+    assert set(records.values_list("count", "last_step").distinct()) == {(2, 2)}
+    assert records.get(key="m0999").last_value == 1998.0
 
 
 @pytest.mark.parametrize(
