@@ -12,8 +12,6 @@ Every field merges by min, max or sum, so a bucket's row is the same whatever th
 cut of the batches that fed it: a batch adds its own aggregate with one upsert.
 """
 
-import json
-
 from django.db.models import Count, Max, Min
 
 BASE_SHIFT = 6  # level 0: buckets of 2**6 = 64 steps
@@ -84,8 +82,9 @@ def upsert(connection, rows):
     """Add `rows` [(run_id, key, level, bucket, lo, hi, s_lo, s_hi, n, t0)] (t0 already adapted
     for the database, each (run_id, key, level, bucket) once) to the stored summary in one
     statement: on SQLite one executemany of a one-row upsert, on PostgreSQL one INSERT … SELECT
-    from a JSON array of the rows (one parameter whatever the number of rows). Rows are written in key
-    order, so concurrent batches of one run take the rows' locks in the same order.
+    from an unnest of the rows' columns (a parameter a column whatever the number of rows). Rows
+    are written in key order, so concurrent batches of one run take the rows' locks in the same
+    order.
 
     The stored columns are never NULL (a bucket without a finite value has no row), so the
     CASE comparisons below mean the same on both databases (SQLite's min(a, NULL) is NULL where
@@ -110,14 +109,25 @@ def upsert(connection, rows):
                              f"{qn('n')} = {table}.{qn('n')} + excluded.{qn('n')}"]))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # The rows as one JSON text: psycopg's adaptation of ten arrays (or of a VALUES list)
-            # measured 5-7 ms for a batch's ~200 rows, this 1.5 ms. JSON numbers are exact here:
-            # floats are written as their shortest repr, integers whole, times with their offset.
-            types = ("bigint", "varchar", "smallint", "bigint", "float8", "float8", "bigint", "bigint", "bigint", "timestamptz")
-            fields = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
-            iso = {}
-            text = json.dumps([(*row[:9], iso.get(row[9]) or iso.setdefault(row[9], row[9].isoformat())) for row in rows])
-            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {fields} FROM json_array_elements(%s::json) e {conflict}", [text])
+            # The rows as one array per column, each sent as its text ('{1,2,…}'): one parameter
+            # a column whatever the number of rows, parsed by the server's array input, and the
+            # few distinct keys and times sent once each, referred to by number. PostgreSQL ran
+            # a batch's ~190 rows read this way in 0.17 ms, 1.2 ms from one JSON text (each
+            # `->>` parses the element again), and psycopg's adaptation of ten Python lists cost
+            # the client 5-7 ms. Floats are written as their repr, the shortest text that reads
+            # back the same double.
+            columns_of = list(zip(*rows))
+            keys, stamps = sorted(set(columns_of[1])), sorted(set(columns_of[9]))
+            key_at = {k: i for i, k in enumerate(keys, 1)}
+            stamp_at = {t: i for i, t in enumerate(stamps, 1)}
+            arrays = [columns_of[0], [key_at[k] for k in columns_of[1]], *columns_of[2:9], [stamp_at[t] for t in columns_of[9]]]
+            types = ("bigint", "int", "smallint", "bigint", "float8", "float8", "bigint", "bigint", "bigint", "int")
+            unnest = ", ".join(f"%s::{t}[]" for t in types)
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT r, (%s::varchar[])[k], l, b, lo, hi, s0, s1, n, (%s::timestamptz[])[t]"
+                f" FROM unnest({unnest}) AS e(r, k, l, b, lo, hi, s0, s1, n, t) {conflict}",
+                [keys, stamps, *("{" + ",".join(map(repr, array)) + "}" for array in arrays)],
+            )
         else:
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) {conflict}", rows)
 
