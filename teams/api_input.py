@@ -15,11 +15,13 @@ answered 500, or was stored and broke every later read of the team:
   declared fields, which DRF silently leaves writable.
 """
 
+import codecs
 import json
 import math
 import re
 import sys
 
+import orjson
 from django.conf import settings
 from django.http import Http404
 from rest_framework import parsers, permissions, serializers
@@ -150,6 +152,44 @@ def refusal(data, root, *, non_finite_allowed=False):
     return f"{_where([root, *_unlink(found[0])])}: {found[1]}." if found else None
 
 
+_SLOW = object()
+_UTF8 = codecs.lookup("utf-8").name
+
+
+def _fast_loads(body, encoding):
+    """The body parsed by orjson (twice as fast as json on a 100 kB history batch), or _SLOW for
+    a body it would read otherwise than `_loads` does or refuse: one not in UTF-8, one that may
+    hold a number beyond what orjson keeps exactly (a 64-bit integer, a float's exponent), or
+    the `NaN`/`Infinity` literals. Any body orjson refuses is parsed again by `_loads`, whose
+    errors are the ones the API gives (a lone surrogate, the nesting, the position of a syntax
+    error). Both read a float as the nearest double."""
+    try:
+        if codecs.lookup(encoding).name != _UTF8:
+            return _SLOW
+    except LookupError:
+        return _SLOW
+    if might_hold_a_long_number(body) or b"NaN" in body or b"Infinity" in body:
+        return _SLOW
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _SLOW
+
+
+def _loads(body, encoding):
+    try:
+        text = body.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise ParseError(f"The body is not valid {encoding} text.") from None
+    hooks = {"parse_float": _parse_float, "parse_int": _parse_int} if might_hold_a_long_number(body) else {}
+    try:
+        return json.loads(text, parse_constant=NON_FINITE.__getitem__, **hooks)
+    except RecursionError:
+        raise ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.") from None
+    except ValueError as exc:
+        raise ParseError(f"JSON parse error - {exc}") from None
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the edge checks of this module; `NaN` and `Infinity` are refused."""
 
@@ -158,17 +198,9 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         body = stream.read()
-        try:
-            text = body.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
-            raise ParseError(f"The body is not valid {encoding} text.") from None
-        hooks = {"parse_float": _parse_float, "parse_int": _parse_int} if might_hold_a_long_number(body) else {}
-        try:
-            data = json.loads(text, parse_constant=NON_FINITE.__getitem__, **hooks)
-        except RecursionError:
-            raise ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.") from None
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+        data = _fast_loads(body, encoding)
+        if data is _SLOW:
+            data = _loads(body, encoding)
         found = find_problem(data, strings=bool(ESCAPED_NUL_OR_SURROGATE.search(body)), non_finite_allowed=self.non_finite_allowed)
         if found:
             path = _unlink(found[0])

@@ -1,12 +1,17 @@
-"""The parser's quick test for a number that may be beyond a 64-bit float answers as the regex it
-replaced (`\\d{19,}|[eE][+-]?\\d{3,}`): a body it passes over is parsed without the number hooks."""
+"""The parser's quick tests: the test for a number that may be beyond a 64-bit float answers as
+the regex it replaced (`\\d{19,}|[eE][+-]?\\d{3,}`): a body it passes over is parsed without the
+number hooks; and the fast parse (orjson) reads a body as the full one does, or leaves it."""
 
+import json
+import math
 import random
 import re
+import struct
 
 import pytest
+from rest_framework.exceptions import ParseError
 
-from teams.api_input import might_hold_a_long_number
+from teams.api_input import _SLOW, _fast_loads, _loads, might_hold_a_long_number
 
 REGEX = re.compile(rb"\d{19,}|[eE][+-]?\d{3,}")
 
@@ -27,3 +32,57 @@ def test_random_bodies():
         for _ in range(30_000):
             body = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
             assert might_hold_a_long_number(body) is bool(REGEX.search(body)), body
+
+
+def random_document(rng, depth=0):
+    """A JSON text of the shapes API bodies take: objects, arrays, any double (as repr, as 17
+    significant digits, with an exponent), integers of up to 20 digits, text with escapes and
+    non-ASCII, NaN and Infinity, true/false/null."""
+    kind = rng.randrange(9 if depth < 6 else 6)
+    if kind == 0:
+        value = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        return rng.choice((repr, lambda v: "%.17g" % v, lambda v: "%.6e" % v))(value) if math.isfinite(value) else "NaN"
+    if kind == 1:
+        return str(rng.randint(-(10 ** rng.randint(1, 20)), 10 ** rng.randint(1, 20)))
+    if kind == 2:
+        return json.dumps("".join(rng.choice(("a", "é", "\\", '"', "\n", "€", "𝄞", "\x00", "NaN")) for _ in range(rng.randint(0, 6))),
+                          ensure_ascii=rng.random() < 0.5)
+    if kind == 3:
+        return rng.choice(("true", "false", "null", "Infinity", "-Infinity", '"\\ud800"', "-0", "0.0", "1E5", "5e-324"))
+    if kind in (4, 5):
+        return rng.choice(("1", "0.5", '"x"'))
+    if kind in (6, 7):
+        return "{" + ", ".join(f'"k{i}": {random_document(rng, depth + 1)}' for i in range(rng.randint(0, 4))) + "}"
+    return "[" + ",".join(random_document(rng, depth + 1) for _ in range(rng.randint(0, 4))) + "]"
+
+
+def same(a, b):
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return struct.pack("d", a) == struct.pack("d", b)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_the_fast_parse_reads_every_body_as_the_full_parse_or_leaves_it():
+    """orjson takes the bodies it reads exactly as json does (every double to the same bits, the
+    same keys in the same order) and leaves the others to json: none is read differently."""
+    rng = random.Random(11)
+    fast = 0
+    for _ in range(20_000):
+        body = random_document(rng).encode("utf-8", "surrogatepass")
+        try:
+            expected = _loads(body, "utf-8")
+        except ParseError:
+            expected = _SLOW
+        got = _fast_loads(body, "utf-8")
+        if got is not _SLOW:
+            fast += 1
+            assert same(got, expected), body
+    assert fast > 5_000  # the fast path is taken for most of them
+    assert _fast_loads(b'{"a": 1}', "latin-1") is _SLOW
+    assert _fast_loads(b'{"a": 1}', "no-such-codec") is _SLOW
