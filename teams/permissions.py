@@ -2,6 +2,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
+from rest_framework.response import Response
 
 from ops.compiled import Compiled
 
@@ -45,3 +46,27 @@ class TeamScopedMixin:
         set_from_request(request)  # token-authenticated users are only known from here on
         needed = self.read_role if request.method in SAFE_METHODS else self.write_role
         self.team, self.role = team_for_user(request.user, kwargs["team"], needed)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response):
+            response.add_post_render_callback(_release)
+        return response
+
+
+def _release(response):
+    """Once a response is rendered, break the reference cycles that kept each request, and the
+    body it parsed, alive until a full collection walked them (8 in 100 history batches, 5.8 ms
+    each against 1.1 ms without the bodies): the response's context holds the response itself,
+    the view and the request; the view holds itself (Django's `self.head = self.get`), the
+    response and the request; the request's parser context holds the request and the view. Then
+    all of them are freed as soon as the server lets the response go (the request only waits for
+    the collector when a serializer was handed it in its context: serializers and their fields
+    refer to each other)."""
+    context = response.renderer_context
+    view, request = context.get("view"), context.get("request")
+    context.clear()
+    if view is not None:
+        view.__dict__.clear()
+    if request is not None and request.parser_context:
+        request.parser_context.clear()
