@@ -507,15 +507,15 @@ def test_a_history_request_and_the_body_it_parsed_are_freed_with_the_response(te
 
     c = token_client(bob)
     Run.objects.create(project=project, run_id="r", name="r")
-    def alive():
-        return {id(o): type(o).__name__ for o in gc.get_objects() if isinstance(o, (Request, APIView))}
+    def alive():  # the objects themselves, so that none of their ids is reused meanwhile
+        return {id(o): o for o in gc.get_objects() if isinstance(o, (Request, APIView))}
 
     gc.collect()
     gc.disable()
     try:
         before = alive()  # kept by earlier tests' objects, not by this call
         response = c.post(f"{P}/{path}", body, format="json") if method == "post" else c.get(f"{P}/{path}")
-        left = [name for ident, name in alive().items() if ident not in before]
+        left = [type(o).__name__ for ident, o in alive().items() if ident not in before]
     finally:
         gc.enable()
     assert response.status_code == status
