@@ -160,9 +160,9 @@ def _fast_loads(body, encoding, long_numbers):
     """The body parsed by orjson (twice as fast as json on a 100 kB history batch), or _SLOW for
     a body it would read otherwise than `_loads` does or refuse: one not in UTF-8, one that may
     hold a number beyond what orjson keeps exactly (`long_numbers`: past a 64-bit integer or a
-    float's range), or the `NaN`/`Infinity` literals. Any body orjson refuses is parsed again by `_loads`, whose
-    errors are the ones the API gives (a lone surrogate, the nesting, the position of a syntax
-    error). Both read a float as the nearest double."""
+    float's range), or the `NaN`/`Infinity` literals. Any body orjson refuses is parsed again by
+    `_loads`, whose errors are the ones the API gives (a lone surrogate, the nesting, the
+    position of a syntax error). Both read a float as the nearest double."""
     try:
         if codecs.lookup(encoding).name != _UTF8:
             return _SLOW
