@@ -109,7 +109,8 @@ def _timestamp(value):
 
 def validate_history(body):
     """Validate a history batch `{"rows": [...]}` by hand: nested serializers cost too much for
-    10,000 rows. Returns the cleaned rows or raises with the first bad row named."""
+    10,000 rows. Returns the rows themselves, each timestamp read as a datetime in place (no copy of
+    10,000 rows), or raises with the first bad row named."""
     if not isinstance(body, dict):
         raise serializers.ValidationError({"rows": ['Send an object: {"rows": [...]}.']})
     refused = [key for key in body if key != "rows"]
@@ -120,7 +121,6 @@ def validate_history(body):
         raise serializers.ValidationError({"rows": ["Must be a non-empty list of rows."]})
     if len(rows) > MAX_ROWS:
         raise serializers.ValidationError({"rows": [f"At most {MAX_ROWS} rows per call."]})
-    cleaned = []
     good_keys = set()  # metric names already checked: a batch repeats the same few
     for i, row in enumerate(rows):
         if type(row) is not dict:
@@ -145,14 +145,12 @@ def validate_history(body):
                 raise _bad_row(i, f"metric {key!r} must be a number (or a scalar kept as logged)")
             if isinstance(value, str) and len(value) > MAX_METRIC_TEXT:
                 raise _bad_row(i, f"metric {key!r}: text is kept up to {MAX_METRIC_TEXT} characters; this is {len(value)}")
-        clean = {"step": step, "metrics": metrics}
         if row.get("timestamp") is not None:
             ts = _timestamp(row["timestamp"])
             if ts is None:
                 raise _bad_row(i, "timestamp must be ISO 8601 or seconds since the epoch")
-            clean["timestamp"] = ts
-        cleaned.append(clean)
-    return cleaned
+            row["timestamp"] = ts
+    return rows
 
 
 def _bad_row(i, message):
