@@ -12,6 +12,8 @@ from collections import OrderedDict
 from django.db import connection
 from django.db.models import Q
 
+from ops.compiled import prepared_cursor
+
 from . import event_types
 from .event_types.base import Window
 from .models import AutomationsChanged, RunCondition, ScopeType
@@ -126,7 +128,7 @@ def _locked_conditions(run_id, ids=None):
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     # on SQLite, as the text stored: sqlite3 would parse each row's timestamp, read or not
     fired = "CAST(last_fired_at AS TEXT)" if connection.vendor == "sqlite" else "last_fired_at"
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"SELECT id, automation_id, met, last_event_id, {fired} FROM {TABLE}"
                        f" WHERE run_id = %s{only} ORDER BY automation_id{lock}", [run_id, *(ids or ())])
         rows = cursor.fetchall()

@@ -12,6 +12,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.query import get_related_populators
 
 
+def prepared_cursor():
+    """A cursor whose statements are prepared where the backend can (config/postgresql): each
+    planned once per connection. For queries whose text repeats: a hot query, or one whose text
+    changes only with the number of its parts."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    return getattr(connection, "prepared_cursor", connection.cursor)()
+
+
 class Compiled:
     """`Compiled(build)(*values)`: the model instances of `build(*values)`, a queryset on the
     default database whose SQL depends on nothing but `values` — strings or integers, each
@@ -32,9 +40,7 @@ class Compiled:
         params = list(params)
         for position, index in slots:
             params[position] = values[index]
-        connection = connections[DEFAULT_DB_ALIAS]
-        # prepared where the backend can (config/postgresql): planned once per connection
-        with getattr(connection, "prepared_cursor", connection.cursor)() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         return self.instances(compiler, rows)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from events.models import Event, EventType
+from ops.compiled import prepared_cursor
 from tracking.models import MetricPoint, Run, RunMetric
 
 from ..models import ScopeType
@@ -182,7 +183,7 @@ class Window:
         late, and the newer one decided (one query per batch, on the index (run, type, -id))."""
         if self.newer is None:
             self.newer = set()
-            with connection.cursor() as cursor:
+            with prepared_cursor() as cursor:
                 cursor.execute(f"SELECT facts FROM {Event._meta.db_table} WHERE run_id = %s AND type = %s AND id > %s"
                                " AND evaluated_at IS NOT NULL", [self.run_id, EventType.RUN_HISTORY, self.event_id])
                 for (facts,) in cursor.fetchall():
@@ -216,7 +217,7 @@ class Window:
                     params += [what[1], *(what[1] if a is KEY else self.sizes[what] if a is SIZE else a for a in args)]
                 sql = " UNION ALL ".join(arms)
             got = {}
-            with connection.cursor() as cursor:
+            with prepared_cursor() as cursor:  # its text repeats for batches of as many metrics
                 cursor.execute(sql, params)
                 for row in cursor.fetchall():  # (key, o1, o2, v)
                     got.setdefault(row[0], []).append(row)
