@@ -48,8 +48,6 @@ def might_hold_a_long_number(body):
     return _LONG_DIGITS in shape or b"e000" in shape or b"e-000" in shape
 
 
-
-
 class _OutOfRange:
     """A JSON number no 64-bit float can hold (`1e999`, a 400-digit integer), kept as written so
     that the walk can name where it was."""
