@@ -228,6 +228,7 @@ class BenchServer(LiveTripline):
         if not results.MACHINE:
             # other work on the machine skews every figure: note how busy it was
             results.MACHINE["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+            results.MACHINE["calibration_ms"] = results.calibration()
             results.MACHINE["database_version"] = self.db.value("SELECT version()" if self.db.vendor == "postgresql" else "SELECT 'SQLite ' || sqlite_version()")
             if self.env.get("REDIS_URL"):
                 import redis

@@ -69,9 +69,45 @@ def machine():
         commit = ""
     database, broker = backend()
     return {"cpu_count": os.cpu_count(), "cpu_model": model or platform.processor(), "memory_mib": memory,
-            "python": sys.version.split()[0], "platform": platform.platform(), "database": database, "broker": broker,
+            "python": sys.version.split()[0], **interpreter(), "platform": platform.platform(), "database": database, "broker": broker,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()], **MACHINE}
+
+
+def interpreter():
+    """Which CPython build ran the bench (gunicorn and the worker run the same): its executable,
+    and whether it calls into a shared libpython. A build like pyenv's default (libpython shared,
+    no profile-guided optimization) ran the same Python 20–40 % slower than Debian's on this
+    machine kind (README, "The interpreter")."""
+    try:
+        shared = any("libpython" in line for line in Path("/proc/self/maps").read_text().splitlines())
+    except OSError:
+        shared = None
+    return {"python_executable": os.path.realpath(sys.executable), "libpython_shared": shared}
+
+
+def calibration(repeat=5):
+    """ms for a fixed piece of pure Python (dicts, strings, calls and attributes: what a request
+    spends its time on), best of `repeat`: how fast this interpreter is on this machine now, so
+    that runs made on different machines, or on one shared with other work, can be compared."""
+    import time
+
+    class Row:
+        def __init__(self, i):
+            self.id, self.name = i, f"m{i % 10}"
+
+        def as_dict(self):
+            return {"id": self.id, "name": self.name, "tags": [self.id, self.id + 1]}
+
+    best = math.inf
+    for _ in range(repeat):
+        started = time.perf_counter()
+        total = 0
+        for i in range(50_000):
+            d = Row(i).as_dict()
+            total += len(d["name"]) + d["tags"][1] + len(str(i))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def order(row):
@@ -132,7 +168,8 @@ def markdown():
     for name in names:
         m = runs[name]["machine"]
         out.append(f"\n{name}: {m['date']}, commit {m['commit']}, {m['cpu_count']} × {m['cpu_model']}, {m['memory_mib']:,} MiB, "
-                   f"Python {m['python']}, {m.get('database_version', m['database']).split(' on ')[0]}"
+                   f"Python {m['python']}{' (libpython shared)' if m.get('libpython_shared') else ''}"
+                   f"{', calibration ' + format(m['calibration_ms'], '.1f') + ' ms' if m.get('calibration_ms') else ''}, {m.get('database_version', m['database']).split(' on ')[0]}"
                    f"{', ' + m['broker_version'] if m.get('broker_version') else ''}; load average at start {m.get('load_average_at_start')}")
     return "\n".join(out)
 
