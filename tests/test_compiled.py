@@ -74,3 +74,24 @@ def test_on_postgresql_a_compiled_query_is_planned_once_per_connection(team, ali
     mine = [runs for statement, runs in prepared if '"teams_membership"."user_id" = $1' in statement]
     assert mine == [6], prepared
     assert not [s for s, _ in prepared if "COUNT(" in s]
+
+
+def test_insert_writes_the_row_save_writes(team, project, alice):
+    """ops.compiled.insert (events, artifact versions): the row it writes reads back as the one
+    `save` writes from the same instance — defaults, the creation time, JSON and foreign keys —
+    and the instance it returns is saved, its primary key set."""
+    from events.models import Event
+    from ops.compiled import insert
+
+    def made(**kwargs):
+        return Event(team=team, project=project, type="CREATE_ARTIFACT", actor=alice, facts={"a": [1, "é ☃", None, {"b": 1.5}]}, **kwargs)
+
+    for kwargs in ({}, {"cause": "d-1", "sample": True}):
+        saved, inserted = made(**kwargs), made(**kwargs)
+        saved.save(force_insert=True)
+        assert insert(inserted) is inserted
+        assert inserted.pk is not None and inserted.pk != saved.pk and not inserted._state.adding
+        a, b = (fields(Event.objects.get(pk=e.pk)) for e in (saved, inserted))
+        assert b["created_at"] is not None and abs((b["created_at"] - a["created_at"]).total_seconds()) < 60
+        assert {k: v for k, v in a.items() if k not in ("id", "created_at")} == {k: v for k, v in b.items() if k not in ("id", "created_at")}
+        assert inserted.created_at == b["created_at"]

@@ -11,6 +11,7 @@ from django.db.models.signals import post_save
 from django.urls import reverse
 from django.utils import timezone
 
+from ops.compiled import insert
 from teams.models import Team
 from teams.validators import validate_slug_name
 
@@ -371,7 +372,8 @@ def create_version(collection, *, created_by=None, source=None, aliases=(), tags
         version = ArtifactVersion(collection=collection, index=collection.allocate_index(), source=source, created_by=created_by, **fields)
         # What the version was created with, for the event its creation records.
         version.initial_aliases, version.initial_tags = initial_aliases, initial_tags
-        version.save(force_insert=True)
+        insert(version)  # its statement compiled once; the post_save that records its event sent here
+        post_save.send(sender=ArtifactVersion, instance=version, created=True, update_fields=None, raw=False, using=version._state.db)
         for alias in aliases:
             _point_alias(version, alias, created_by)
         for tag in tags:
