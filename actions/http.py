@@ -8,10 +8,12 @@ first, so a receiver that answers with an endless body costs a worker nothing.
 """
 
 import codecs
+import os
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
+from urllib.request import getproxies_environment
 
 import requests
 from django.conf import settings
@@ -39,8 +41,20 @@ def _config():
 
 
 def session():
-    """A new hardened session (its own connection pool)."""
-    return Manager(_config()).get_session()
+    """A new hardened session (its own connection pool). It reads proxies, CA bundles and netrc
+    from the environment, as requests does, only when the environment holds any."""
+    s = Manager(_config()).get_session()
+    s.trust_env = environment_settings()
+    return s
+
+
+def environment_settings():
+    """Whether the environment holds something requests reads when a session trusts it: a proxy
+    variable (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY…, any case), a CA bundle variable or a
+    netrc file. requests looks for them on every send, and finds nothing on most installs; in a
+    fan-out that look (every environment variable, every time) was 6.5 % of the worker's CPU."""
+    return bool(getproxies_environment() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                or os.environ.get("NETRC") or any(os.path.exists(os.path.expanduser(f"~/{name}")) for name in (".netrc", "_netrc")))
 
 
 _local = threading.local()
