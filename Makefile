@@ -1,8 +1,8 @@
 # Tripline: `make run` starts the product with demo data; `make test` runs the tests.
 # The virtualenv's interpreter: the system's own Python 3.11 where it has one with venv (Debian's
-# is built with profile-guided and link-time optimization, libpython linked in: the same Python
-# ran 1.5 times as fast as pyenv's default build here; README, "The interpreter"), else the first
-# python3.11, else python3, on PATH.
+# is an optimized build, libpython linked into the executable: the same Python ran 1.5 times as
+# fast as on pyenv's default build here; README, "Interpreter"), else the first python3.11, else
+# python3, on PATH.
 PYTHON ?= $(shell for p in /usr/bin/python3.11 "$$(command -v python3.11)" "$$(command -v python3)"; do \
 	[ -x "$$p" ] && "$$p" -c 'import ensurepip, sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV ?= .venv

@@ -76,9 +76,9 @@ def machine():
 
 def interpreter():
     """Which CPython build ran the bench (gunicorn and the worker run the same): its executable,
-    and whether it calls into a shared libpython. A build like pyenv's default (libpython shared,
-    no profile-guided optimization) ran the same Python 20–40 % slower than Debian's on this
-    machine kind (README, "The interpreter")."""
+    and whether it calls into a shared libpython. pyenv's default build (libpython shared, no
+    profile-guided optimization) took 1.5 times as long as Debian's over the same Python on this
+    machine kind (README, "Interpreter")."""
     try:
         shared = any("libpython" in line for line in Path("/proc/self/maps").read_text().splitlines())
     except OSError:
