@@ -11,11 +11,12 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 from django_q.conf import Conf
 
@@ -104,18 +105,89 @@ def deliver_all(claim, until):
     return delivered, bool(out_of_time)
 
 
+HELPER_IDLE = 60  # seconds a delivery thread waits for work before it closes its database connections and ends
 _helpers = {}  # {(process id, how many): its delivery threads}
 
 
 def helpers(count):
-    """This process's delivery threads, `count` of them, kept between tasks with their database
-    connections and their receivers' keep-alive sessions. Started anew for each task, each
+    """This process's delivery threads, up to `count` of them, kept between tasks with their
+    database connections and their receivers' keep-alive sessions. Started anew for each task, each
     thread connected anew: 81 new PostgreSQL sessions in bench row 1's 20 s, and connecting was
-    5.8 % of the worker's samples (py-spy)."""
+    5.8 % of the worker's samples (py-spy). Kept until the process exited, idle threads held their
+    connections as long: 2 task processes x 16 threads are 32 PostgreSQL sessions per worker
+    machine doing nothing, and four such machines pass the default `max_connections` (100). So a
+    thread that has had no work for HELPER_IDLE seconds (60) closes its connections and ends; the
+    next burst starts threads again as it needs them."""
     key = (os.getpid(), count)  # a forked process starts its own
     if key not in _helpers:
-        _helpers[key] = ThreadPoolExecutor(count, thread_name_prefix="tripline-deliver")
+        _helpers[key] = Helpers(count)
     return _helpers[key]
+
+
+class Helpers:
+    """Up to `count` threads taking jobs from a queue. A submit starts a thread only when there are
+    more jobs waiting than idle threads to take them, and fewer than `count` threads; a thread idle
+    for HELPER_IDLE seconds closes its database connections and ends. (A ThreadPoolExecutor keeps
+    its threads, and their connections, until the process exits.)"""
+
+    def __init__(self, count):
+        self.count = count
+        self.lock = threading.Lock()
+        self.woken = threading.Condition(self.lock)
+        self.jobs = deque()  # (future, fn) not taken up yet
+        self.threads = 0  # started and not ending
+        self.idle = 0  # of those, the ones waiting for a job
+        self.ended = []  # threads that have ended but may still be alive: joined before another starts
+        self.named = 0  # threads started, to number their names
+
+    def submit(self, fn):
+        """Run `fn()` on one of the threads; returns its Future."""
+        future = Future()
+        with self.lock:
+            self.jobs.append((future, fn))
+            start = len(self.jobs) > self.idle and self.threads < self.count
+            if start:
+                self.threads += 1
+                self.named += 1
+                name, ended, self.ended = f"tripline-deliver_{self.named}", self.ended, []
+            self.woken.notify()
+        if start:
+            for thread in ended:  # it only has to return: never more than `count` alive at once
+                thread.join()
+            # a daemon: an idle one would otherwise hold up the process's exit for HELPER_IDLE
+            threading.Thread(target=self.serve, name=name, daemon=True).start()
+        return future
+
+    def serve(self):
+        while True:
+            with self.lock:
+                self.idle += 1
+                self.woken.wait_for(lambda: self.jobs, HELPER_IDLE)
+                self.idle -= 1
+                job = self.jobs.popleft() if self.jobs else None
+            if job is None:
+                connections.close_all()  # this thread's: PostgreSQL ends their sessions
+                with self.lock:
+                    # a job submitted meanwhile started no thread if `count` were running, this one
+                    # included: take it up (reconnecting) rather than leave it waiting
+                    if not self.jobs:
+                        self.threads -= 1
+                        self.ended.append(threading.current_thread())
+                        return
+                    job = self.jobs.popleft()
+            run_job(*job)
+
+
+def run_job(future, fn):
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn()
+    except BaseException as exc:
+        future.set_exception(exc)
+        future = None  # the exception's traceback holds this frame, which held the future holding it
+    else:
+        future.set_result(result)
 
 
 def every(items, lock):
