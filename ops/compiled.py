@@ -74,16 +74,20 @@ class Compiled:
         return instances(rows)
 
     def compile(self, values):
+        """Compiled from two sets of made-up values, all different from each other (never from
+        the values given: two of them equal — a run named as its project — would make the slot
+        of each a guess, and the guess would hold for every later call)."""
         if any(isinstance(v, bool) or not isinstance(v, (int, str)) for v in values):
             raise TypeError("Compiled queries take strings and integers")
-        other = [v + 1 if isinstance(v, int) else f"{v}\x01" for v in values]
-        compiler = self.build(*values).query.get_compiler(using=DEFAULT_DB_ALIAS)
+        probes = [[-(2 * i + k + 2) if isinstance(v, int) else f"\x01{k}.{i}" for i, v in enumerate(values)] for k in (0, 1)]
+        compiler = self.build(*probes[0]).query.get_compiler(using=DEFAULT_DB_ALIAS)
         sql, params = compiler.as_sql()
-        sql_other, params_other = self.build(*other).query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
+        sql_other, params_other = self.build(*probes[1]).query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
+        index = {probe: i for i, probe in enumerate(probes[0])}
         changed = [position for position, (a, b) in enumerate(zip(params, params_other)) if a != b]
-        slots = [(position, values.index(params[position])) for position in changed if params[position] in values]
+        slots = [(position, index[params[position]]) for position in changed if params[position] in index]
         if sql != sql_other or len(params) != len(params_other) or len(slots) != len(changed) \
-                or any(params_other[p] != other[i] for p, i in slots):
+                or any(params_other[p] != probes[1][i] for p, i in slots):
             raise ValueError(f"{self.build!r}: its SQL depends on more than the values given, unchanged")
         return sql, tuple(params), slots, Instances(compiler)
 

@@ -9,6 +9,11 @@ from rest_framework.authtoken.models import Token
 
 from ops.compiled import Compiled
 from teams.models import Membership
+from tracking import api as tracking_api
+from tracking.models import Run
+
+from .conftest import P
+from .token_client import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +60,22 @@ def test_a_token_is_found_by_its_own_key(alice, bob):
 def test_a_query_whose_sql_depends_on_more_than_its_values_is_refused(team, build, values, error):
     with pytest.raises(error):
         Compiled(build)(*values)
+
+
+@pytest.mark.parametrize("first", ["vision", "exp-2"])
+def test_a_run_named_as_its_project_is_never_mistaken_for_another(team, project, alice, monkeypatch, first):
+    """The run lookup takes (team, project name, run id): a process whose first run call was to
+    run `vision` of project `vision` must still find run exp-2 afterwards, and change only it."""
+    monkeypatch.setattr(tracking_api._run, "compiled", None)  # as in a process that has served no run call yet
+    for run_id in ("vision", "exp-2"):
+        Run.objects.create(project=project, run_id=run_id, name=run_id, user=alice)
+    client = token_client(alice)
+    assert client.get(f"{P}/runs/{first}/").json()["id"] == first
+    for run_id in ("exp-2", "vision"):
+        answer = client.patch(f"{P}/runs/{run_id}/", {"state": "finished"}, format="json")
+        assert (answer.status_code, answer.json()["id"]) == (200, run_id)
+        assert Run.objects.get(project=project, run_id=run_id).state == "finished"
+    assert client.get(f"{P}/runs/missing/").status_code == 404
 
 
 def test_on_postgresql_a_compiled_query_is_planned_once_per_connection(team, alice, bob):
