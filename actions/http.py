@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment
+from urllib.request import getproxies
 
 import requests
 from django.conf import settings
@@ -50,10 +50,12 @@ def session():
 
 def environment_settings():
     """Whether the environment holds something requests reads when a session trusts it: a proxy
-    variable (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY…, any case), a CA bundle variable or a
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY…, any case; on macOS and Windows also the
+    system's proxy settings, as requests reads them with getproxies), a CA bundle variable or a
     netrc file. requests looks for them on every send, and finds nothing on most installs; in a
-    fan-out that look (every environment variable, every time) was 6.5 % of the worker's CPU."""
-    return bool(getproxies_environment() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    fan-out that look (every environment variable, every time) was 6.5 % of the worker's CPU.
+    Looked at when a thread's session is made: a worker picks up a change when it restarts."""
+    return bool(getproxies() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
                 or os.environ.get("NETRC") or any(os.path.exists(os.path.expanduser(f"~/{name}")) for name in (".netrc", "_netrc")))
 
 
