@@ -89,8 +89,8 @@ def deliver_all(claim, until):
                 delivered.append(execution)
 
     def run():
-        close_old_connections()  # one kept from an earlier task: dropped if it broke or is too old
         try:
+            close_old_connections()  # one kept from an earlier task: dropped if it broke or is too old
             work()
         except Exception:  # a database error: what it claimed is taken back once the lease runs out
             logger.exception("a delivery thread stopped")

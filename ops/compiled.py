@@ -27,6 +27,7 @@ def insert(obj):
         _inserts[model] = (fields, f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
                                    f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(meta.pk.column)}")
     fields, sql = _inserts[model]
+    obj._prepare_related_fields_for_save(operation_name="insert")  # as save(): an unsaved related object is refused, not written as NULL
     if connection.features.can_return_columns_from_insert:
         with prepared_cursor() as cursor:
             cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])

@@ -116,3 +116,14 @@ def test_insert_writes_the_row_save_writes(team, project, alice):
         assert b["created_at"] is not None and abs((b["created_at"] - a["created_at"]).total_seconds()) < 60
         assert {k: v for k, v in a.items() if k not in ("id", "created_at")} == {k: v for k, v in b.items() if k not in ("id", "created_at")}
         assert inserted.created_at == b["created_at"]
+
+
+def test_insert_refuses_an_unsaved_related_object_as_save_does(team, project):
+    from events.models import Event, EventType
+    from ops.compiled import insert
+
+    unsaved = Run(project=project, run_id="never-saved", name="x")
+    for write in (lambda e: e.save(), insert):
+        with pytest.raises(ValueError, match="unsaved related object"):
+            write(Event(team=team, type=EventType.RUN_STATE, run=unsaved))
+    assert not Event.objects.exists()
