@@ -125,3 +125,31 @@ def test_a_batch_evaluated_after_a_newer_one_decides_nothing(team, bobc):
     assert fired(auto) == [] and len(fired(other)) == 1
     log(bobc, "r", [{"step": 2, "metrics": {"loss": 5}}])
     assert [e.context["metric_value"] for e in fired(auto)] == [5]
+
+
+def unevaluated():
+    from events.models import Event
+
+    return Event.objects.filter(evaluated_at__isnull=True).count()
+
+
+@pytest.mark.parametrize("event, values, expected", [
+    # the average of two values near the largest float: their float sum overflows
+    ({"type": "RUN_METRIC_THRESHOLD", "metric": "x", "window": 2, "agg": "AVERAGE", "cmp": "$gt", "threshold": 0}, [1e308, 1e308], 1e308),
+    ({"type": "RUN_METRIC_CHANGE", "metric": "x", "agg": "AVERAGE", "current_window": 2, "prior_window": 2, "change_type": "ABSOLUTE",
+      "change_amount": 1}, [1.0, 1.0, 1e308, 1e308], 1e308),
+    # a reference spread of 1.2e154: the squares' float sum overflows
+    ({"type": "RUN_METRIC_ZSCORE", "metric": "x", "window": 4, "basis": "history", "threshold": 1.0},
+     [-1.2e154, 1.2e154, -1.2e154, 1.2e154, 1e160], 1e160),
+])
+def test_values_near_the_largest_float_are_evaluated_and_hold_up_nothing(team, bobc, event, values, expected):
+    """Any finite number may be logged (SPEC): a condition whose arithmetic would overflow in floats
+    is computed exactly, and fires; the batch's other automations fire as ever."""
+    watching = make_automation(team, "x", PROJECT, event)
+    bystander = make_automation(team, "acc", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "acc", "cmp": "$gt", "threshold": 0.5})
+    assert bobc.post(f"{P}/runs/", {"id": "r"}, format="json").status_code == 201
+    log(bobc, "r", [{"step": s, "metrics": {"x": v, "acc": 0.9}} for s, v in enumerate(values)])
+    assert unevaluated() == 0
+    assert len(fired(bystander)) == 1
+    (execution,) = fired(watching)
+    assert close(execution.context["metric_value"], expected)

@@ -3,6 +3,7 @@
 conditions (a window of a metric's recent values, fired on the transition into the condition)."""
 
 import json
+import logging
 import math
 import statistics
 
@@ -16,6 +17,8 @@ from tracking.models import MetricPoint, Run, RunMetric
 
 from ..models import ScopeType
 from ..spec import RunFilter, regex_search
+
+logger = logging.getLogger("tripline.evaluate")
 
 
 class EventDefinition:
@@ -112,9 +115,12 @@ def pstdev(values, mean):
     """The population standard deviation of `values` (a list of finite floats) around their
     `mean` (statistics.fmean), in floats: within a few ulps of statistics.pstdev, which works in
     exact fractions and costs some twenty times more. Where floats could lose digits — a spread
-    within 1e-7 of the mean's magnitude, or squares that overflow or underflow — it is
-    statistics.pstdev itself."""
-    ss = math.fsum([(v - mean) * (v - mean) for v in values])
+    within 1e-7 of the mean's magnitude, or squares that overflow or underflow, or whose sum
+    does — it is statistics.pstdev itself."""
+    try:
+        ss = math.fsum([(v - mean) * (v - mean) for v in values])
+    except OverflowError:  # squares near 1e308: their float sum overflows
+        return statistics.pstdev(values)
     if ss == 0 and all(v == mean for v in values):
         return 0.0
     spread = math.sqrt(ss / len(values))
@@ -305,7 +311,11 @@ class MetricCondition(RunEvent):
         if metric not in event.facts.get("keys", ()) or (run_filter and not run_passes(event.run, run_filter)):
             return None
         window = getattr(event, "window", None) or Window(event)
-        met, context = evaluate(window)
+        try:
+            met, context = evaluate(window)
+        except ArithmeticError:  # a bug in one condition's arithmetic holds up none of the batch's others
+            logger.exception("automation %s: its condition on %s could not be evaluated for event %s", automation.pk, metric, event.pk)
+            return None
         if met == condition.met:
             return None  # nothing turns, nothing is written: whether the batch is late matters not (no query)
         if event.id <= condition.last_event_id or window.superseded(metric):

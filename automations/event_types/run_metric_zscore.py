@@ -1,11 +1,11 @@
 import math
-import statistics
 
 from events.models import EventType
 
 from ..spec import DIRS, Choice, Integer, Metric, Number
 from . import register
 from .base import MetricCondition, no_context, pstdev, run_filter_field
+from .metric_words import average
 
 
 @register
@@ -50,7 +50,7 @@ class RunMetricZscore(MetricCondition):
                 reference = [v for v in window.others(metric, n) if math.isfinite(v)]
                 if len(reference) < 2:
                     return False, no_context
-            mean = statistics.fmean(reference)
+            mean = average(reference)
             spread = pstdev(reference, mean)
             if spread == 0:
                 return False, no_context
