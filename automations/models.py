@@ -58,7 +58,10 @@ class AutomationQuerySet(models.QuerySet):
             turned_on = Q(enabled=False) | Q(enabled_since__isnull=True)
             fields["enabled_since"] = Case(When(turned_on, then=Value(timezone.now())), default=F("enabled_since"))
         with transaction.atomic():
-            AutomationsChanged.bump(self.values_list("team_id", flat=True).distinct())
+            # the teams it leaves and the one it joins: a worker's cached candidates of each are stale
+            moved_to = fields.get("team_id", fields.get("team"))
+            AutomationsChanged.bump({*self.values_list("team_id", flat=True).distinct(),
+                                     *([getattr(moved_to, "pk", moved_to)] if moved_to is not None else [])})
             if any(name in fields for name in CONDITION_FIELDS):
                 RunCondition.objects.filter(automation__in=list(self.values_list("pk", flat=True))).delete()
             return super().update(**fields)
@@ -151,7 +154,7 @@ class Automation(models.Model):
         written = set(update_fields) if update_fields is not None else None
         stored = None
         if not self._state.adding and self.pk is not None:
-            stored = type(self).objects.filter(pk=self.pk).values("enabled", *CONDITION_FIELDS).first()
+            stored = type(self).objects.filter(pk=self.pk).values("enabled", "team_id", *CONDITION_FIELDS).first()
         if self.enabled and (stored is None or not stored["enabled"]) and (written is None or "enabled" in written):
             self.enabled_since = timezone.now()
             if written is not None:
@@ -163,7 +166,8 @@ class Automation(models.Model):
             if changed:
                 RunCondition.objects.filter(automation=self).delete()
             super().save(*args, update_fields=written, **kwargs)
-            AutomationsChanged.bump([self.team_id])
+            # moved to another team (the admin form's team field): the team it left's cached candidates hold it too
+            AutomationsChanged.bump({self.team_id, *([stored["team_id"]] if stored else [])})
 
     def delete(self, *args, **kwargs):
         with transaction.atomic():

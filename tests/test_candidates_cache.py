@@ -63,3 +63,26 @@ def test_a_change_in_another_team_keeps_the_cache(team, project, make_user):
     other = Team.objects.create(name="other")
     Automation.objects.create(team=other, name="x", scope_type="team", event_type="CREATE_ARTIFACT")
     assert watched(team, project) == (["a"], 0)
+
+
+@pytest.mark.parametrize("how", ["save", "update"])
+def test_an_automation_moved_to_another_team_leaves_the_cache_of_the_one_it_left(team, project, how):
+    """The admin form can move an automation to another team (with a scope there): the team it
+    left must stop seeing it, or its events would go on triggering it, their data delivered to
+    the other team's action."""
+    from teams.models import Team
+
+    other = Team.objects.create(name="other")
+    elsewhere = other.projects.create(name="vision")
+    Automation.objects.create(team=other, name="x", scope_type="team", event_type="CREATE_ARTIFACT")  # its counter exists
+    make_automation(team, "a", PROJECT, metric())
+    assert watched(other, elsewhere) == ([], 1)
+    assert watched(team, project) == (["a"], 1)
+    if how == "save":
+        moved = Automation.objects.get(name="a")
+        moved.team, moved.project = other, elsewhere
+        moved.save()
+    else:
+        Automation.objects.filter(name="a").update(team=other, project=elsewhere)
+    assert watched(team, project) == ([], 1)
+    assert watched(other, elsewhere) == (["a"], 1)
