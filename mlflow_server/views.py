@@ -48,7 +48,7 @@ def authenticate(request):
             credentials = ""
     elif scheme not in ("bearer", "token"):
         credentials = ""
-    if not credentials or len(credentials) > 128:
+    if not credentials or len(credentials) > 128 or "\x00" in credentials:  # Basic's password may decode to NUL, which PostgreSQL's text refuses
         raise MlflowError("UNAUTHENTICATED", "Authenticate with a Tripline API token: set MLFLOW_TRACKING_TOKEN.")
     token = Token.objects.select_related("user").filter(key=credentials).first()
     if token is None or not token.user.is_active or (username is not None and username != token.user.username):

@@ -3,6 +3,7 @@ request, generated bad values (wrong types, nulls, huge strings and numbers, lon
 NUL, deep nesting, path traversal), plus broken bodies. No answer is a 5xx, every refusal is
 MLflow's JSON error, and after each refusal the database and the artifact storage are unchanged."""
 
+import base64
 import hashlib
 import json
 import logging
@@ -159,3 +160,14 @@ def test_no_endpoint_answers_5xx_and_refusals_change_nothing(world, settings, ca
     print(f"{sent} requests")
     assert sent > 500
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:40])
+
+
+@pytest.mark.parametrize("header", [
+    "Basic " + base64.b64encode(b"bob:a\x00b").decode(),  # a password decoding to NUL: PostgreSQL's text refuses it
+    "Basic " + base64.b64encode(b"bob:\xed\xa0\x80").decode(),  # not UTF-8 (a lone surrogate's bytes)
+    "Basic !!!", "Bearer a\x00b", "Token a\x00b", "Bearer " + "a" * 129, "Bearer",
+])
+def test_hostile_credentials_are_unauthenticated_never_5xx(team, project, header):
+    response = Client(HTTP_AUTHORIZATION=header, raise_request_exception=False).post(
+        "/mlflow/acme/api/2.0/mlflow/experiments/search", json.dumps({"max_results": 1}), content_type="application/json")
+    assert (response.status_code, response.json()["error_code"]) == (401, "UNAUTHENTICATED")

@@ -20,6 +20,15 @@ def test_anonymous_requests_get_401(api, team):
     assert api(None).get("/api/v1/me/").status_code == 401
 
 
+@pytest.mark.parametrize("header", ["Token nope", "Token ", "Token a b", "Token a\x00b", "Token \u00e9", "Token " + "a" * 5000, "Bearer x"])
+def test_a_bad_token_is_401_never_5xx(team, header):
+    from rest_framework.test import APIClient
+
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=header)
+    assert client.get(f"{T}/").status_code == 401
+
+
 def test_token_auth_works_with_drf_create_token(team, alice, client):
     from django.core.management import call_command
     from io import StringIO
