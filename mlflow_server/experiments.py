@@ -4,6 +4,7 @@ made through the native API is an active experiment of the same name."""
 
 import posixpath
 import re
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, DateTimeField, ExpressionWrapper, Q
@@ -17,7 +18,7 @@ from .errors import MlflowError, exists, invalid, missing
 from .models import Experiment, ExperimentTag, RunRecord
 from .protocol import INT64, KV, STRING, VIEW_TYPE
 from .routing import endpoint
-from .search import page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
+from .search import EPOCH, page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
 
 DEFAULT_NAME = "Default"
 KEY_RE = re.compile(r"^[/\w.\- :]*$")
@@ -25,7 +26,8 @@ MAX_RESULTS = 50000
 
 
 def ms(moment):
-    return int(moment.timestamp() * 1000) if moment else None
+    """Milliseconds since the epoch, exactly (a float timestamp loses the last one past 2500)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1) if moment else None
 
 
 def validate_key(key, what="key"):

@@ -5,7 +5,7 @@ the metric automations fire as they do for the native API."""
 import json
 import math
 import uuid
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db.models import Case, CharField, Exists, F, OuterRef, Prefetch, Q, Subquery, TextField, Value, When
 from django.db.models.functions import Cast
@@ -20,7 +20,7 @@ from .experiments import experiment_id, get_experiment, limit, ms, required, val
 from .models import LoggedModel, LoggedModelMetric, RunModelOutput, RunRecord, RunTag
 from .protocol import DOUBLE, INT32, INT64, KV, METRIC, RUN_STATUS, STRING, VIEW_TYPE, number_out
 from .routing import endpoint
-from .search import number_condition, page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
+from .search import EPOCH, number_condition, page, parse_filter, parse_order_by, read_page_token, string_condition, time_condition
 
 STATE_OF = {"RUNNING": RunState.RUNNING, "SCHEDULED": RunState.RUNNING, "FINISHED": RunState.FINISHED, "FAILED": RunState.FAILED, "KILLED": RunState.KILLED}
 STATUS_OF = {RunState.RUNNING: "RUNNING", RunState.FINISHED: "FINISHED", RunState.FAILED: "FAILED", RunState.CRASHED: "FAILED", RunState.KILLED: "KILLED"}
@@ -142,8 +142,8 @@ def full_run(run):
 
 def datetime_of_ms(value, what):
     try:
-        moment = datetime.fromtimestamp(value / 1000, tz=dt_timezone.utc)
-    except (OverflowError, OSError, ValueError):
+        moment = EPOCH + timedelta(milliseconds=value)  # exactly: value / 1000 in floats is off by one past the year 2500
+    except OverflowError:
         moment = None
     if moment is None or not 1 <= moment.year <= 9999 or value < 0:
         raise invalid(f"Invalid value {value} for parameter '{what}': a time in milliseconds since the epoch.")

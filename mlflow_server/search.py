@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db.models import F, Lookup, Q, Value
 
@@ -242,11 +242,15 @@ def number_condition(field, op, value, what, convert=float):
     return Q(**{f"{field}__{lookup}": value})
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
 def ms_to_datetime(ms):
-    """Milliseconds since the epoch as a datetime, clamped to what a datetime can hold."""
+    """Milliseconds since the epoch as a datetime, exactly (ms / 1000 in floats is off by one
+    past the year 2500), clamped to what a datetime can hold."""
     try:
-        return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
-    except (OverflowError, OSError, ValueError):
+        return EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
         return datetime.max.replace(tzinfo=dt_timezone.utc) if ms > 0 else datetime.min.replace(tzinfo=dt_timezone.utc)
 
 

@@ -129,6 +129,7 @@ def test_a_batch_of_more_metrics_than_one_statement_holds_records_each(api, team
         ({"rows": [{"step": True, "metrics": {"a": 1}}]}, "row 0: step"),
         ({"rows": [{"step": 1, "metrics": [1]}]}, "row 0: metrics"),
         ({"rows": [{"step": 1, "metrics": {"bad key": 1}}]}, "metric name"),
+        ({"rows": [{"step": 1, "metrics": {"loss\n": 1}}]}, "metric name"),  # could never be asked for by name
         ({"rows": [{"step": 1, "metrics": {"a": {"x": 1}}}]}, "must be a number"),
         ({"rows": [{"step": 1, "metrics": {"a": 1}, "timestamp": "yesterday"}]}, "timestamp"),
     ],
@@ -429,9 +430,9 @@ def test_downsampling_streams_rather_than_loading_the_history(team, project, bob
 
 @pytest.mark.parametrize(
     "query, field",
-    [("samples=0", "samples"), ("samples=10001", "samples"), ("samples=x", "samples"), ("min_step=-1", "min_step"),
+    [("samples=0", "samples"), ("samples=10001", "samples"), ("samples=x", "samples"), ("min_step=-" + "9" * 20, "min_step"),
      ("min_step=1e3", "min_step"), ("max_step=" + "9" * 30, "max_step"), ("min_step=5&max_step=4", "max_step"),
-     ("keys=bad%20key", "keys"), ("keys=" + ",".join(f"m{i}" for i in range(101)), "keys"), ("keys=a%00", "keys"),
+     ("keys=bad%0Akey", "keys"), ("keys=" + "k" * 251, "keys"), ("keys=" + ",".join(f"m{i}" for i in range(101)), "keys"), ("keys=a%00", "keys"),
      ("samples=NaN", "samples")],
 )
 def test_bad_history_parameters_are_refused_naming_them(team, project, bob, query, field):

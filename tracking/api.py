@@ -41,7 +41,8 @@ from .serializers import (
     MAX_METRIC_TEXT,
     MAX_ROWS,
     MAX_STEP,
-    METRIC_KEY_RE,
+    METRIC_KEY_LENGTH,
+    STORED_KEY_RE,
     TagSerializer,
     validate_history,
     version_data,
@@ -158,8 +159,9 @@ class HistoryRequestSerializer(Serializer):
 
 class HistoryQuerySerializer(serializers.Serializer):
     keys = serializers.CharField(required=False, allow_blank=True, help_text=f"Comma-separated metric names, at most {MAX_KEYS}; all of the run's when absent.")
-    min_step = serializers.IntegerField(required=False, min_value=0, max_value=MAX_STEP, help_text="First step of the range.")
-    max_step = serializers.IntegerField(required=False, min_value=0, max_value=MAX_STEP, help_text="Last step of the range.")
+    # any step a run can hold: MLflow's clients log from -2**63 (the Link of a page names the step after its last)
+    min_step = serializers.IntegerField(required=False, min_value=-2**63, max_value=2**63 - 1, help_text="First step of the range.")
+    max_step = serializers.IntegerField(required=False, min_value=-2**63, max_value=2**63 - 1, help_text="Last step of the range.")
     samples = serializers.IntegerField(
         required=False, min_value=1, max_value=PAGE_POINTS,
         help_text="At most this many points per metric over the range, keeping each bucket's first, minimum and maximum.",
@@ -167,15 +169,15 @@ class HistoryQuerySerializer(serializers.Serializer):
 
     def validate_keys(self, value):
         keys = list(dict.fromkeys(k for k in value.split(",") if k))
-        for key in keys:
-            if not METRIC_KEY_RE.match(key):
-                raise serializers.ValidationError(f"{shown(key)!r} is not a metric name (letters, digits and _./:@+-, up to 128).")
+        for key in keys:  # a name as stored: MLflow's clients log names the REST API does not (spaces, letters of any script)
+            if not STORED_KEY_RE.match(key):
+                raise serializers.ValidationError(f"{shown(key)!r} is not a metric name (up to {METRIC_KEY_LENGTH} characters, no control characters).")
         if len(keys) > MAX_KEYS:
             raise serializers.ValidationError(f"At most {MAX_KEYS} metrics per request.")
         return keys
 
     def validate(self, attrs):
-        if attrs.get("min_step", 0) > attrs.get("max_step", MAX_STEP):
+        if "min_step" in attrs and "max_step" in attrs and attrs["min_step"] > attrs["max_step"]:
             raise serializers.ValidationError({"max_step": ["Must not be less than min_step."]})
         return attrs
 

@@ -34,6 +34,9 @@ def validate_tag(tag):
         raise ValidationError("Use up to 128 letters, digits, spaces or '-_.:/', starting with a letter or digit.")
 
 
+# a metric's name: up to 128 characters through the REST API, up to 250 (MLflow's limit) through MLflow's
+METRIC_KEY_LENGTH = 250
+
 class Project(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=64, validators=[validate_slug_name])
@@ -121,7 +124,7 @@ class MetricPoint(models.Model):
     # run's deletion too). The second index cost every batch's insert 11-12 % (PostgreSQL and
     # SQLite, 5,000 values) and its size on disk.
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="points", db_index=False)
-    key = models.CharField(max_length=128)
+    key = models.CharField(max_length=METRIC_KEY_LENGTH)
     step = models.BigIntegerField()
     value = models.FloatField(null=True)
     # Unbounded: a value is stored whole or refused at the API, never cut into invalid JSON.
@@ -148,7 +151,7 @@ class MetricSummary(models.Model):
     # the charts' range reads and a run's deletion (an `id` would be a second index to write).
     pk = models.CompositePrimaryKey("run", "key", "level", "bucket")
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="summaries", db_index=False)
-    key = models.CharField(max_length=128)
+    key = models.CharField(max_length=METRIC_KEY_LENGTH)
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
     lo = models.FloatField()  # the minimum value
@@ -163,7 +166,7 @@ class RunMetric(models.Model):
     """The latest value, step and count of one metric of one run, kept up to date on write."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
-    key = models.CharField(max_length=128)
+    key = models.CharField(max_length=METRIC_KEY_LENGTH)
     last_value = models.FloatField(null=True)
     last_raw = models.TextField(null=True)
     last_step = models.BigIntegerField()

@@ -7,9 +7,11 @@ from rest_framework import serializers
 from teams.api_input import ModelSerializer, Serializer, shown
 from teams.validators import validate_slug_name
 
-from .models import RUN_ID_RE, ArtifactCollection, Project, Registry, Run, RunState, validate_alias, validate_tag
+from .models import METRIC_KEY_LENGTH, RUN_ID_RE, ArtifactCollection, Project, Registry, Run, RunState, validate_alias, validate_tag
 
-METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:@+-]{0,127}$")
+METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:@+-]{0,127}\Z")  # \Z: "$" lets a trailing newline through
+# a name as a run may hold it, to look one up by (MLflow's clients log others than the REST API's)
+STORED_KEY_RE = re.compile(rf"^[^\x00-\x1f\x7f\ud800-\udfff]{{1,{METRIC_KEY_LENGTH}}}\Z")
 MAX_ROWS = 10_000
 # A metric logged as text is kept as logged up to this many characters; longer is refused.
 MAX_METRIC_TEXT = 200
