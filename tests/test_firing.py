@@ -85,6 +85,15 @@ def test_only_a_change_of_a_runs_state_is_an_event(team, bobc):
     assert Event.objects.get(type="RUN_STATE", facts__new_state="failed").facts["old_state"] == "finished"
 
 
+def test_crashed_then_failed_enters_failed_once(team, bobc):
+    """CRASHED counts as FAILED (SPEC): a crashed run marked failed enters nothing."""
+    auto = make_automation(team, "failed", PROJECT, {"type": "RUN_STATE", "states": ["FAILED"]})
+    assert bobc.post(f"{P}/runs/", {"id": "r"}, format="json").status_code == 201
+    for state in ("crashed", "failed", "running", "failed"):
+        assert bobc.patch(f"{P}/runs/r/", {"state": state}, format="json").status_code == 200
+    assert [e.context["run_state"] for e in fired(auto)] == ["crashed", "failed"]
+
+
 # --- a backlog, evaluated a batch at a time
 
 

@@ -15,6 +15,8 @@ class RunState(RunEvent):
 
     def match_run(self, automation, event, condition):
         state = STATE_NAMES.get(event.facts.get("new_state"))
+        if state == STATE_NAMES.get(event.facts.get("old_state")):
+            return None  # crashed → failed: the run was FAILED already, it enters nothing
         return {"run_state": event.facts["new_state"]} if state in automation.event_filter["states"] else None
 
     def sample_state(self, automation):
