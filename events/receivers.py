@@ -68,7 +68,10 @@ def run_state_changed(sender, instance, created, raw=False, **kwargs):
 
 
 @receiver(history_logged, dispatch_uid="events.history_logged")
-def history_batch(sender, run, keys, first_step, last_step, rows, user=None, **kwargs):
+def history_batch(sender, run, keys, first_step, last_step, rows, user=None, top_step=None, **kwargs):
+    facts = {"keys": keys, "first_step": first_step, "last_step": last_step, "rows": rows}
+    if top_step is not None and top_step > last_step:  # earlier steps logged late: the run's windows end further on
+        facts["top_step"] = top_step
     record_event(
         type=EventType.RUN_HISTORY,
         team_id=run.project.team_id,
@@ -76,5 +79,5 @@ def history_batch(sender, run, keys, first_step, last_step, rows, user=None, **k
         run=run,
         actor=user or current_actor(),
         cause=current_cause(),
-        facts={"keys": keys, "first_step": first_step, "last_step": last_step, "rows": rows},
+        facts=facts,
     )

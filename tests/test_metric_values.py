@@ -153,3 +153,24 @@ def test_values_near_the_largest_float_are_evaluated_and_hold_up_nothing(team, b
     assert len(fired(bystander)) == 1
     (execution,) = fired(watching)
     assert close(execution.context["metric_value"], expected)
+
+
+def test_a_batch_of_earlier_steps_logged_late_is_judged_on_the_runs_most_recent_values(team, bobc, settings):
+    """A retried upload or a second logger may send steps 0-9 after steps 10-19: the run's most
+    recent values are still those of steps 10-19, so nothing turns — no false alert on the old
+    values, no re-arming that would fire again on the next batch."""
+    settings.AUTOMATION_COOLDOWN = 0
+    diverged = make_automation(team, "diverged", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$gt", "threshold": 0.5})
+    converged = make_automation(team, "converged", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "cmp": "$lt", "threshold": 0.1})
+    gap = make_automation(team, "gap", PROJECT, {"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 3, "agg": "MAX",
+                                                 "cmp": "$gt", "threshold": 0.5})
+    assert bobc.post(f"{P}/runs/", {"id": "r"}, format="json").status_code == 201
+    log(bobc, "r", [{"step": s, "metrics": {"loss": 0.05}} for s in [*range(10, 18), 19]])  # step 18 missing
+    assert (len(fired(diverged)), len(fired(converged)), len(fired(gap))) == (0, 1, 0)
+    log(bobc, "r", [{"step": s, "metrics": {"loss": 0.9}} for s in range(0, 10)])  # late, older steps
+    log(bobc, "r", [{"step": 20, "metrics": {"loss": 0.04}}])
+    assert (len(fired(diverged)), len(fired(converged)), len(fired(gap))) == (0, 1, 0)
+    log(bobc, "r", [{"step": 18, "metrics": {"loss": 0.7}}])  # late, but among the 3 most recent steps: a spike
+    (spike,) = fired(gap)
+    assert spike.context["metric_values"] == [0.7, 0.05, 0.04]
+    assert (len(fired(diverged)), len(fired(converged))) == (0, 1)

@@ -53,7 +53,7 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     # The run's metric records, each added to (or created) by one upsert that locks their rows in
     # key order until the commit: concurrent batches of one run add up, and reach the summary
     # below one at a time.
-    _add_to_records(run.pk, latest, now)
+    top_step = _add_to_records(run.pk, latest, now)
     summary.upsert(connection, [(run.pk, *row) for row in summary.every_level(base)])
 
     if skip_stored:
@@ -61,7 +61,7 @@ def log_history(run: Run, rows, user=None, skip_stored=False):
     else:
         steps, accepted = [row["step"] for row in rows], len(rows)
     history_logged.send(
-        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), rows=accepted, user=user
+        sender=Run, run=run, keys=sorted(latest), first_step=min(steps), last_step=max(steps), top_step=top_step, rows=accepted, user=user
     )
     return accepted
 
@@ -177,9 +177,10 @@ def _add_to_records(run_pk, latest, now):
     one upsert: a new metric gets its record, an existing one adds the count and takes the
     batch's last value when its step is not behind the stored one (every right-hand side reads
     the row as it was). One statement (per 142 metrics on SQLite) where reading, creating and
-    updating the records took three to four."""
+    updating the records took three to four. Returns the highest step the run now holds of these
+    metrics: more than the batch's own when it logged earlier steps late (a retried upload)."""
     if not latest:
-        return
+        return None
     qn = connection.ops.quote_name
     table = qn(RunMetric._meta.db_table)
     fields = [RunMetric._meta.get_field(name) for name in ("run", "key", "last_step", "last_value", "last_raw", "count", "updated_at")]
@@ -191,12 +192,15 @@ def _add_to_records(run_pk, latest, now):
     sets += [f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {table}.{c} END" for c in (value, raw, step)]
     rows = [(run_pk, k, *latest[k], stamp) for k in sorted(latest)]
     size = connection.ops.bulk_batch_size(fields, rows)  # SQLite: 999 parameters a statement
+    tops = []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), size):  # in key order, as the locks are taken
             chunk = rows[start:start + size]
             values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(chunk))
             cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
-                           f" ON CONFLICT ({run_id}, {key}) DO UPDATE SET {', '.join(sets)}", [v for row in chunk for v in row])
+                           f" ON CONFLICT ({run_id}, {key}) DO UPDATE SET {', '.join(sets)} RETURNING {step}", [v for row in chunk for v in row])
+            tops += [row[0] for row in cursor.fetchall()]
+    return max(tops)
 
 
 def _new_points(run, points):

@@ -147,7 +147,10 @@ class Window:
     ARMS = 200  # reads per query (SQLite allows 500 arms in a compound SELECT)
 
     def __init__(self, event, plan=None):
-        self.event_id, self.run_id, self.project_id, self.last_step = event.pk, event.run_id, event.project_id, event.facts.get("last_step")
+        # the windows end at the run's highest step when the batch was stored: its own last step,
+        # unless it logged earlier steps late (then the run's most recent values are later ones)
+        self.last_step = event.facts.get("top_step", event.facts.get("last_step"))
+        self.event_id, self.run_id, self.project_id = event.pk, event.run_id, event.project_id
         self.newer = None  # the metrics logged by newer batches of the run evaluated already
         self.sizes = dict(plan or {})  # {(read, metric): how many values to read (then: were read)}
         self.read = {}  # {(read, metric): values}
@@ -163,7 +166,7 @@ class Window:
         return self.read[what]
 
     def values(self, key, n):
-        """The run's n most recent values up to the batch's last step, oldest first."""
+        """The run's n most recent values up to the step the batch ends at (see __init__), oldest first."""
         return self._get(("values", key), n)[-n:]
 
     def finite(self, key, n):
