@@ -95,3 +95,32 @@ def test_a_timestamp_reads_back_to_the_millisecond(call, timestamp):
     status, body = call("POST", "runs/log-metric", {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": timestamp, "step": 0})
     assert status == 200, body
     assert history(call, run_id, "m") == [(0, timestamp, 1.0)]
+
+
+@pytest.mark.parametrize("layout", ["one step", "steps around it", "two metrics"])
+def test_following_the_link_reads_every_point_once_however_many_share_a_step(call, bob, monkeypatch, layout):
+    """MLflow's clients log without a step at step 0: a step may hold more than a page of points."""
+    from tracking import history as history_module
+
+    monkeypatch.setattr(history_module, "PAGE_POINTS", 4)
+    run_id = new_run(call)
+    steps = {"one step": [0] * 11, "steps around it": [-1, 0, 0, 0, 0, 0, 0, 1, 1, 2], "two metrics": [0] * 6 + [1] * 5}[layout]
+    metrics = [{"key": "m", "value": float(i), "timestamp": START + i, "step": step} for i, step in enumerate(steps)]
+    if layout == "two metrics":
+        metrics += [{"key": "n", "value": float(i), "timestamp": START + i, "step": step} for i, step in enumerate(reversed(steps))]
+    log(call, run_id, metrics)
+    client, url = rest_history(bob, run_id)
+    seen, pages = {}, 0
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.json()
+        pages += 1
+        for key, points in answer.json().items():
+            assert len(points) <= 4
+            seen.setdefault(key, []).extend(points)
+        link = answer.get("Link")
+        url = link[1:link.index(">")] if link else None
+    expected = {"m": [[step, float(i)] for i, step in enumerate(steps)]}
+    if layout == "two metrics":
+        expected["n"] = sorted([[step, float(i)] for i, step in enumerate(reversed(steps))], key=lambda p: p[0])
+    assert seen == expected and pages > 1

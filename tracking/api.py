@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from teams.api_errors import Conflict, refuse_name_clash
@@ -162,6 +162,10 @@ class HistoryQuerySerializer(serializers.Serializer):
     # any step a run can hold: MLflow's clients log from -2**63 (the Link of a page names the step after its last)
     min_step = serializers.IntegerField(required=False, min_value=-2**63, max_value=2**63 - 1, help_text="First step of the range.")
     max_step = serializers.IntegerField(required=False, min_value=-2**63, max_value=2**63 - 1, help_text="Last step of the range.")
+    after = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1,
+        help_text="With min_step, from the Link of a page cut within a step: that step's points after this one.",
+    )
     samples = serializers.IntegerField(
         required=False, min_value=1, max_value=PAGE_POINTS,
         help_text="At most this many points per metric over the range, keeping each bucket's first, minimum and maximum.",
@@ -177,6 +181,8 @@ class HistoryQuerySerializer(serializers.Serializer):
         return keys
 
     def validate(self, attrs):
+        if "after" in attrs and "min_step" not in attrs:
+            raise serializers.ValidationError({"after": ["Only with min_step (as a page's Link gives it)."]})
         if "min_step" in attrs and "max_step" in attrs and attrs["min_step"] > attrs["max_step"]:
             raise serializers.ValidationError({"max_step": ["Must not be less than min_step."]})
         return attrs
@@ -202,10 +208,13 @@ class HistoryView(RunMixin, APIView):
             keys = list(self.run.metrics.order_by("key").values_list("key", flat=True)[: MAX_KEYS + 1])
             if len(keys) > MAX_KEYS:
                 return Response({"keys": [f"This run has more than {MAX_KEYS} metrics; name at most {MAX_KEYS} in keys."]}, status=status.HTTP_400_BAD_REQUEST)
-        history, next_step = read_history_page(self.run, keys, params.get("min_step"), params.get("max_step"), params.get("samples"))
+        history, following = read_history_page(self.run, keys, params.get("min_step"), params.get("max_step"), params.get("samples"), params.get("after"))
         response = Response(history)
-        if next_step is not None:
-            response["Link"] = f'<{replace_query_param(request.build_absolute_uri(), "min_step", next_step)}>; rel="next"'
+        if following is not None:
+            step, after = following
+            url = replace_query_param(request.build_absolute_uri(), "min_step", step)
+            url = remove_query_param(url, "after") if after is None else replace_query_param(url, "after", after)
+            response["Link"] = f'<{url}>; rel="next"'
         return response
 
     @extend_schema(request=HistoryRequestSerializer, responses={201: dict})

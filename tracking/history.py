@@ -258,18 +258,22 @@ def read_history(run: Run, keys, limit=None):
     return result
 
 
-def read_history_page(run: Run, keys, min_step=None, max_step=None, samples=None):
+def read_history_page(run: Run, keys, min_step=None, max_step=None, samples=None, after=None):
     """One bounded read of `keys` over [min_step, max_step]: `({key: [[step, value], …]}, next)`.
 
     Without `samples`, at most PAGE_POINTS points per metric; when a metric has more, every
-    metric stops before the step `next` where the following page starts (None when done), so
-    that no point is sent twice or skipped. A single step holding more than PAGE_POINTS values of
-    one metric is cut to its first PAGE_POINTS. With `samples`, at most that many points per
-    metric over the whole range, chosen in the database (see `_downsample`); `next` is None.
+    metric stops at the same place and `next` says where the following page starts (None when
+    done), so that no point is sent twice or skipped: `(step, None)`, the next step, or, when
+    one step holds more than a page of one metric (MLflow's clients log without steps at step 0),
+    `(step, id)`: that step's points after the point `id` (`after`). With `samples`, at most that
+    many points per metric over the whole range, chosen in the database (see `_downsample`);
+    `next` is None.
     """
     points = MetricPoint.objects.filter(run=run)
     if min_step is not None:
         points = points.filter(step__gte=min_step)
+        if after is not None:  # the points of min_step up to `after` came in the page before
+            points = points.exclude(step=min_step, id__lte=after)
     if max_step is not None:
         points = points.filter(step__lte=max_step)
     in_order = ("step", "id")
@@ -280,18 +284,20 @@ def read_history_page(run: Run, keys, min_step=None, max_step=None, samples=None
             rows = head if len(head) <= samples else _downsample(points.filter(key=key), head[0][0], samples)
             result[key] = [[step, logged_value(value, raw)] for step, value, raw in rows]
         return result, None
-    fetched, next_step = {}, None
+    fetched, last = {}, None  # last: the (step, id) every metric's page ends at, inclusive
     for key in keys:
-        rows = list(points.filter(key=key).order_by(*in_order).values_list("step", "value", "raw")[: PAGE_POINTS + 1])
+        rows = list(points.filter(key=key).order_by(*in_order).values_list("step", "id", "value", "raw")[: PAGE_POINTS + 1])
         if len(rows) > PAGE_POINTS:
             first, cut = rows[0][0], rows[PAGE_POINTS][0]
-            cut = cut if cut > first else first + 1
-            next_step = cut if next_step is None else min(next_step, cut)
+            # before the step of the first point left out; within one step, up to its last point sent
+            end = (cut - 1, math.inf) if cut > first else rows[PAGE_POINTS - 1][:2]
+            last = end if last is None else min(last, end)
         fetched[key] = rows[:PAGE_POINTS]
-    return {
-        key: [[step, logged_value(value, raw)] for step, value, raw in rows if next_step is None or step < next_step]
-        for key, rows in fetched.items()
-    }, next_step
+    history = {key: [[step, logged_value(value, raw)] for step, pk, value, raw in rows if last is None or (step, pk) <= last]
+               for key, rows in fetched.items()}
+    if last is None:
+        return history, None
+    return history, (last[0] + 1, None) if last[1] == math.inf else last
 
 
 def _downsample(points, low, samples):
