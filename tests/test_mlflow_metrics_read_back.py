@@ -54,6 +54,16 @@ def rest_history(bob, run_id):
     return token_client(bob), f"{T}/projects/{run.project.name}/runs/{run_id}/history/"
 
 
+def pages(client, url):
+    """Each page of a history read, following its Link to the end."""
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.json()
+        yield answer.json()
+        link = answer.get("Link")
+        url = link[1:link.index(">")] if link else None
+
+
 @pytest.mark.parametrize("key", ["k" * 129, "k" * 250, "val loss", "précision/top 1"])
 def test_every_name_mlflow_allows_is_stored_and_read_back_by_name(call, bob, key):
     run_id = new_run(call)
@@ -78,14 +88,7 @@ def test_the_next_page_of_negative_steps_is_followable(call, bob, monkeypatch):
     monkeypatch.setattr(history_module, "PAGE_POINTS", 3)
     run_id = new_run(call)
     log(call, run_id, [{"key": "m", "value": float(s), "timestamp": START, "step": s} for s in range(-10, 0)])
-    client, url = rest_history(bob, run_id)
-    seen = []
-    while url:
-        answer = client.get(url)
-        assert answer.status_code == 200, answer.json()
-        seen += [step for step, _ in answer.json()["m"]]
-        link = answer.get("Link")
-        url = link[1:link.index(">")] if link else None
+    seen = [step for page in pages(*rest_history(bob, run_id)) for step, _ in page["m"]]
     assert seen == list(range(-10, 0))
 
 
@@ -109,18 +112,13 @@ def test_following_the_link_reads_every_point_once_however_many_share_a_step(cal
     if layout == "two metrics":
         metrics += [{"key": "n", "value": float(i), "timestamp": START + i, "step": step} for i, step in enumerate(reversed(steps))]
     log(call, run_id, metrics)
-    client, url = rest_history(bob, run_id)
-    seen, pages = {}, 0
-    while url:
-        answer = client.get(url)
-        assert answer.status_code == 200, answer.json()
-        pages += 1
-        for key, points in answer.json().items():
+    seen, read = {}, 0
+    for page in pages(*rest_history(bob, run_id)):
+        read += 1
+        for key, points in page.items():
             assert len(points) <= 4
             seen.setdefault(key, []).extend(points)
-        link = answer.get("Link")
-        url = link[1:link.index(">")] if link else None
     expected = {"m": [[step, float(i)] for i, step in enumerate(steps)]}
     if layout == "two metrics":
         expected["n"] = sorted([[step, float(i)] for i, step in enumerate(reversed(steps))], key=lambda p: p[0])
-    assert seen == expected and pages > 1
+    assert seen == expected and read > 1
